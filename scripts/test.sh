@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. Installs what it needs (the IAM emulator's venv,
+# the Go-built control plane, kubectl and helm) into ${IAM_OPERATOR_CACHE:-~/.cache/iam-operator}
+# and reuses it on later runs.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n==> %s\n' "$*"; }
+start=$(date +%s)
+
+step "IAM emulator"
+bash scripts/emulator.sh install
+
+if [ -f scripts/build-tools.sh ] && [ -d tools/control-plane ]; then
+  step "control plane, kubectl, helm"
+  bash scripts/build-tools.sh
+fi
+
+step "format and lint"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+step "emulator self-test"
+"$(bash scripts/emulator.sh python)" -m pytest -q tools/iam-emulator
+
+step "cargo test"
+cargo test --locked --all-targets -- --test-threads="${TEST_THREADS:-4}"
+
+echo "test suite finished in $(( $(date +%s) - start ))s"

@@ -1,0 +1,83 @@
+use super::common::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An IAM group with its managed-policy attachments and inline policies. Membership is
+/// declared on each IamUser (`spec.groups`), never here.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "iam.kubeop.dev",
+    version = "v1alpha1",
+    kind = "IamGroup",
+    namespaced,
+    status = "IamGroupStatus",
+    shortname = "iamgroup",
+    shortname = "iamgroups",
+    category = "iam",
+    doc = "IamGroup declares an AWS IAM group and the policies it grants.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "ARN", type_ = "string", json_path = ".status.arn"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("has(self.spec.groupName) == has(oldSelf.spec.groupName)").message("spec.groupName is immutable")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IamGroupSpec {
+    /// Name of the group in IAM. Defaults to `metadata.name`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[\w+=,.@-]{1,64}$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("groupName is immutable"))]
+    pub group_name: Option<String>,
+    /// IAM path of the group: `/` or `/segment/.../`. Must sit under the operator's
+    /// `--iam-path-prefix`. Immutable.
+    #[serde(default = "default_path")]
+    #[schemars(regex(pattern = r"^(/|/[\x21-\x7E]*/)$"), length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("path is immutable"))]
+    pub path: String,
+    /// Managed policies attached to the group. Exclusive: attachments not listed here are
+    /// detached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub policies: Vec<PolicyAttachment>,
+    /// Inline policies of the group. Exclusive: inline policies not listed here are deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.name == p.name))").message("inline policy names must be unique"))]
+    pub inline_policies: Vec<InlinePolicy>,
+    /// `Delete` removes the group from IAM (members, attachments and inline policies first)
+    /// when this resource is deleted; `Retain` leaves it. Defaults to the operator's
+    /// `--default-deletion-policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// Observed state of an IamGroup.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IamGroupStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled` conditions (kstatus convention).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// ARN of the group once it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// IAM's unique id of the group (`AGPA...`). Groups cannot be tagged, so this id is
+    /// the record that the group belongs to this resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+}
+
+impl IamGroup {
+    /// The IAM group name: `spec.groupName` or `metadata.name`.
+    pub fn iam_name(&self) -> String {
+        self.spec
+            .group_name
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+}

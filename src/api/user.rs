@@ -1,0 +1,209 @@
+use super::common::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An IAM user: identity, group memberships, permissions and credentials.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "iam.kubeop.dev",
+    version = "v1alpha1",
+    kind = "IamUser",
+    namespaced,
+    status = "IamUserStatus",
+    shortname = "iamuser",
+    shortname = "iamusers",
+    category = "iam",
+    doc = "IamUser declares an AWS IAM user, its groups, policies and credentials.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "ARN", type_ = "string", json_path = ".status.arn"),
+    printcolumn(name = "Key-Age", type_ = "date", json_path = ".status.accessKey.createdAt"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("has(self.spec.userName) == has(oldSelf.spec.userName)").message("spec.userName is immutable")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IamUserSpec {
+    /// Name of the user in IAM. Defaults to `metadata.name`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[\w+=,.@-]{1,64}$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("userName is immutable"))]
+    pub user_name: Option<String>,
+    /// IAM path of the user: `/` or `/segment/.../`. Must sit under the operator's
+    /// `--iam-path-prefix`. Immutable.
+    #[serde(default = "default_path")]
+    #[schemars(regex(pattern = r"^(/|/[\x21-\x7E]*/)$"), length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("path is immutable"))]
+    pub path: String,
+    /// Tags of the user. The operator adds its own `iam.kubeop.dev/owner` tag.
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
+    /// Permissions boundary of the user: a managed policy by `arn` or an IamPolicy in this
+    /// namespace by `policyRef`. Removing it removes the boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<PolicyAttachment>,
+    /// Group memberships. Exclusive: the user is removed from groups not listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupMembership>,
+    /// Managed policies attached directly to the user (attaching to groups is preferred).
+    /// Exclusive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub policies: Vec<PolicyAttachment>,
+    /// Inline policies of the user. Exclusive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.name == p.name))").message("inline policy names must be unique"))]
+    pub inline_policies: Vec<InlinePolicy>,
+    /// Programmatic access: an access key published in a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<AccessKeySpec>,
+    /// AWS Management Console access: a login profile whose password is published in a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleSpec>,
+    /// `Delete` removes the user and all its credentials from IAM when this resource is
+    /// deleted; `Retain` leaves them (and keeps the credential Secrets). Defaults to the
+    /// operator's `--default-deletion-policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// A group the user belongs to: exactly one of `groupRef` (an IamGroup in this namespace)
+/// or `groupName` (an IAM group not managed here).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.groupRef) != has(self.groupName)").message("set exactly one of groupRef or groupName"))]
+pub struct GroupMembership {
+    /// An IamGroup in the same namespace; joined once it is Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_ref: Option<LocalObjectRef>,
+    /// Name of an IAM group that is not managed by a resource in this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[\w+=,.@-]{1,64}$"))]
+    pub group_name: Option<String>,
+}
+
+/// Access key settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessKeySpec {
+    /// Whether the user has an operator-managed access key. Disabling deletes the key and
+    /// its Secret.
+    pub enabled: bool,
+    /// Name of the Secret that receives `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and a
+    /// `credentials` INI file. Defaults to `<metadata.name>-aws-credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(max = 253)
+    )]
+    pub secret_name: Option<String>,
+    /// Rotate the key when it is older than this (Go duration, e.g. `2160h`). Unset: rotate
+    /// only when the `iam.kubeop.dev/rotate-access-key` annotation changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub rotate_after: Option<String>,
+    /// How long the previous key stays Active after a rotation so running consumers can
+    /// reload (Go duration). Default `24h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub grace_period: Option<String>,
+}
+
+/// Console access settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleSpec {
+    /// Whether the user can sign in to the console. Disabling deletes the login profile and
+    /// its Secret.
+    pub enabled: bool,
+    /// Name of the Secret that receives `username`, `password` and `consoleUrl`. Defaults to
+    /// `<metadata.name>-console`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(max = 253)
+    )]
+    pub secret_name: Option<String>,
+    /// Require a new password at first sign-in. Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_reset_required: Option<bool>,
+}
+
+/// Observed state of an IamUser.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IamUserStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled` conditions (kstatus convention).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// ARN of the user once it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// IAM's unique id of the user (`AIDA...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The published access key (never the secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<AccessKeyStatus>,
+    /// The published console credentials (never the password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleStatus>,
+}
+
+/// Observed state of the access key.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessKeyStatus {
+    /// Id of the key published in the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// When IAM created the published key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    /// The Secret that holds the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// The key replaced by the last rotation; still Active until `previousKeyExpiresAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_access_key_id: Option<String>,
+    /// When the previous key is deactivated and deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key_expires_at: Option<Time>,
+    /// Value of the rotate annotation that the published key answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_token: Option<String>,
+    /// Set while a key is being created: keys created at or after this moment that are
+    /// not published are leftovers of an interrupted creation and are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creating_since: Option<Time>,
+}
+
+/// Observed state of console access.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleStatus {
+    /// The Secret that holds the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// When the current password was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_set_at: Option<Time>,
+    /// Value of the reset annotation that the current password answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_token: Option<String>,
+}
+
+impl IamUser {
+    /// The IAM user name: `spec.userName` or `metadata.name`.
+    pub fn iam_name(&self) -> String {
+        self.spec
+            .user_name
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+}

@@ -1,0 +1,81 @@
+//! IamGroup: a group with exclusive managed and inline policies.
+
+use super::{Engine, Synced, adopt_allowed, permissions};
+use crate::api::{ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupStatus};
+use crate::error::{Error, Result};
+use crate::iam::{GroupInfo, Principal, gone, optional};
+use kube::ResourceExt;
+
+/// Groups cannot be tagged, so ownership is the group id recorded in status (or the ARN,
+/// recorded together with it).
+async fn observe(
+    engine: &Engine,
+    obj: &IamGroup,
+    status: &IamGroupStatus,
+) -> Result<Option<GroupInfo>> {
+    let name = obj.iam_name();
+    let Some(info) = optional(engine.iam.get_group(&name).await)? else {
+        return Ok(None);
+    };
+    let known = status.group_id.as_deref() == Some(info.id.as_str());
+    if known || adopt_allowed(obj) {
+        Ok(Some(info))
+    } else {
+        Err(Error::NameConflict(format!(
+            "IAM group {name} already exists and is not managed by this resource; set the annotation {ADOPT_ANNOTATION}: \"true\" to take it over, or choose another name"
+        )))
+    }
+}
+
+pub async fn sync(engine: &Engine, obj: &IamGroup, status: &mut IamGroupStatus) -> Result<Synced> {
+    engine
+        .settings
+        .check_path(&obj.spec.path)
+        .map_err(Error::InvalidSpec)?;
+    let namespace = obj.namespace().unwrap_or_default();
+    let mut arns = Vec::new();
+    for attachment in &obj.spec.policies {
+        arns.push(permissions::resolve_policy(engine, &namespace, attachment).await?);
+    }
+    let mut synced = Synced::default();
+    let name = obj.iam_name();
+    let info = match observe(engine, obj, status).await? {
+        Some(info) => info,
+        None => {
+            let info = engine.iam.create_group(&name, &obj.spec.path).await?;
+            synced.note(format!("Created IAM group {name}"));
+            info
+        }
+    };
+    // Recorded before the attachments so a failure below keeps the ownership record.
+    status.arn = Some(info.arn.clone());
+    status.group_id = Some(info.id.clone());
+    let changes = permissions::sync(
+        engine,
+        Principal::Group(&name),
+        &arns,
+        &obj.spec.inline_policies,
+    )
+    .await?;
+    synced.changes.extend(changes);
+    Ok(synced)
+}
+
+/// The finalizer's work: remove members, attachments and inline policies, then the group.
+pub async fn cleanup(engine: &Engine, obj: &IamGroup) -> Result<()> {
+    if engine.deletion_policy(obj.spec.deletion_policy) == DeletionPolicy::Retain {
+        return Ok(());
+    }
+    let status = obj.status.clone().unwrap_or_default();
+    let info = match observe(engine, obj, &status).await {
+        Ok(Some(info)) => info,
+        Ok(None) | Err(Error::NameConflict(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for member in &info.members {
+        gone(engine.iam.remove_user_from_group(member, &info.name).await)?;
+    }
+    permissions::remove_all(engine, Principal::Group(&info.name)).await?;
+    gone(engine.iam.delete_group(&info.name).await)?;
+    Ok(())
+}

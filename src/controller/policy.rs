@@ -1,0 +1,193 @@
+//! IamPolicy: a customer-managed policy kept equal to the spec.
+
+use super::plan::{plan_tags, version_to_prune};
+use super::{Engine, Synced, check_owner, desired_tags};
+use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
+use crate::document;
+use crate::error::{Error, Result};
+use crate::iam::{IamError, PolicyInfo, gone, optional};
+
+/// ARN IAM gives a customer-managed policy.
+pub fn policy_arn(partition: &str, account: &str, path: &str, name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:policy{path}{name}")
+}
+
+/// Validation IAM cannot do for us, or would answer less clearly.
+fn validate(engine: &Engine, obj: &IamPolicy) -> Result<()> {
+    engine
+        .settings
+        .check_path(&obj.spec.path)
+        .map_err(Error::InvalidSpec)?;
+    document::validate(&obj.spec.document)
+        .map_err(|m| Error::InvalidSpec(format!("spec.document: {m}")))
+}
+
+/// Finds the policy this CR manages, if it exists and may be managed by it.
+async fn observe(
+    engine: &Engine,
+    obj: &IamPolicy,
+    status: &IamPolicyStatus,
+) -> Result<Option<PolicyInfo>> {
+    let name = obj.iam_name();
+    let (account, partition) = engine.account().await?;
+    let arn = policy_arn(&partition, &account, &obj.spec.path, &name);
+    let known = status.arn.as_deref() == Some(arn.as_str());
+    let Some(info) = optional(engine.iam.get_policy(&arn).await)? else {
+        return Ok(None);
+    };
+    check_owner(
+        obj,
+        "policy",
+        &name,
+        info.tags.get(crate::api::OWNER_TAG),
+        &engine.owner_of(obj),
+        known,
+    )?;
+    Ok(Some(info))
+}
+
+/// Brings IAM in line with the spec and fills `status` with what IAM reports.
+pub async fn sync(
+    engine: &Engine,
+    obj: &IamPolicy,
+    status: &mut IamPolicyStatus,
+) -> Result<Synced> {
+    validate(engine, obj)?;
+    let mut synced = Synced::default();
+    let name = obj.iam_name();
+    let tags = desired_tags(&obj.spec.tags, &engine.owner_of(obj));
+    let rendered = document::render(&obj.spec.document);
+
+    let info = match observe(engine, obj, status).await? {
+        Some(info) => info,
+        None => {
+            let created = engine
+                .iam
+                .create_policy(
+                    &name,
+                    &obj.spec.path,
+                    obj.spec.description.as_deref(),
+                    &rendered,
+                    &tags,
+                )
+                .await
+                .map_err(|e| match e {
+                    IamError::AlreadyExists(_) => Error::NameConflict(format!(
+                        "an IAM policy named {name} already exists at another path; choose another name"
+                    )),
+                    IamError::MalformedPolicy(m) => {
+                        Error::InvalidSpec(format!("IAM rejected spec.document: {m}"))
+                    }
+                    other => other.into(),
+                })?;
+            synced.note(format!("Created IAM policy {name}"));
+            record(status, &created);
+            return Ok(synced);
+        }
+    };
+
+    let current = engine
+        .iam
+        .get_policy_version(&info.arn, &info.default_version_id)
+        .await?;
+    let mut default_version = info.default_version_id.clone();
+    let same =
+        document::parse(&current).is_some_and(|doc| document::equivalent(&doc, &obj.spec.document));
+    if !same {
+        let versions = engine.iam.list_policy_versions(&info.arn).await?;
+        if let Some(old) = version_to_prune(&versions) {
+            gone(
+                engine
+                    .iam
+                    .delete_policy_version(&info.arn, &old.version_id)
+                    .await,
+            )?;
+        }
+        default_version = engine
+            .iam
+            .create_policy_version(&info.arn, &rendered)
+            .await
+            .map_err(|e| match e {
+                IamError::MalformedPolicy(m) => {
+                    Error::InvalidSpec(format!("IAM rejected spec.document: {m}"))
+                }
+                other => other.into(),
+            })?;
+        synced.note(format!(
+            "Updated IAM policy {name}: version {default_version} is the default"
+        ));
+    }
+
+    let tag_plan = plan_tags(&info.tags, &tags);
+    if !tag_plan.remove.is_empty() {
+        engine.iam.untag_policy(&info.arn, &tag_plan.remove).await?;
+    }
+    if !tag_plan.set.is_empty() {
+        engine.iam.tag_policy(&info.arn, &tag_plan.set).await?;
+    }
+    if !tag_plan.is_empty() {
+        synced.note(format!("Reverted tags of IAM policy {name}"));
+    }
+
+    record(
+        status,
+        &PolicyInfo {
+            default_version_id: default_version,
+            ..info
+        },
+    );
+    Ok(synced)
+}
+
+fn record(status: &mut IamPolicyStatus, info: &PolicyInfo) {
+    status.arn = Some(info.arn.clone());
+    status.policy_id = Some(info.id.clone());
+    status.default_version_id = Some(info.default_version_id.clone());
+}
+
+/// The finalizer's work: detach the policy everywhere, delete its non-default versions and
+/// the policy. Idempotent; a policy that is gone or not ours is left alone.
+pub async fn cleanup(engine: &Engine, obj: &IamPolicy) -> Result<()> {
+    if engine.deletion_policy(obj.spec.deletion_policy) == DeletionPolicy::Retain {
+        return Ok(());
+    }
+    let status = obj.status.clone().unwrap_or_default();
+    let info = match observe(engine, obj, &status).await {
+        Ok(Some(info)) => info,
+        Ok(None) | Err(Error::NameConflict(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let arn = &info.arn;
+    let entities = engine.iam.list_entities_for_policy(arn).await?;
+    for user in &entities.users {
+        gone(
+            engine
+                .iam
+                .detach_policy(crate::iam::Principal::User(user), arn)
+                .await,
+        )?;
+    }
+    for group in &entities.groups {
+        gone(
+            engine
+                .iam
+                .detach_policy(crate::iam::Principal::Group(group), arn)
+                .await,
+        )?;
+    }
+    for role in &entities.roles {
+        gone(engine.iam.detach_role_policy(role, arn).await)?;
+    }
+    for version in engine.iam.list_policy_versions(arn).await? {
+        if !version.is_default {
+            gone(
+                engine
+                    .iam
+                    .delete_policy_version(arn, &version.version_id)
+                    .await,
+            )?;
+        }
+    }
+    gone(engine.iam.delete_policy(arn).await)?;
+    Ok(())
+}

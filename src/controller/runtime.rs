@@ -1,0 +1,449 @@
+//! kube-runtime wiring: finalizers, status writes, events, backoff, dependency watches.
+
+use super::{Dependencies, Engine, Synced};
+use crate::api::{FINALIZER, IamGroup, IamPolicy, IamUser};
+use crate::error::{Error, Result, Severity};
+use crate::metrics::Metrics;
+use crate::status::{ObjectStatus, Summary, apply_summary};
+use async_trait::async_trait;
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalized, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "iam-operator";
+
+/// Shared by all reconciles.
+pub struct Context {
+    pub engine: Engine,
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(engine: Engine, client: Client, metrics: Arc<Metrics>) -> Self {
+        let recorder = Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER));
+        Self {
+            engine,
+            client,
+            recorder,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Per-object exponential backoff with jitter: 1s, 2s, 4s … capped at 5 minutes.
+    fn backoff(&self, key: &str) -> Duration {
+        let attempts = self.failures.lock().map_or(1, |mut f| {
+            let n = f.entry(key.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        });
+        let base = 2u64
+            .saturating_pow(attempts.saturating_sub(1).min(9))
+            .min(300);
+        let jitter = rand::random::<u64>() % (base * 250 + 1);
+        Duration::from_millis(base * 1000 + jitter)
+    }
+
+    fn succeeded(&self, key: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+}
+
+/// A kind the operator reconciles.
+#[async_trait]
+pub trait Managed:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    type Status: ObjectStatus + Serialize + Debug + Send + Sync;
+    fn current_status(&self) -> Option<&Self::Status>;
+    async fn sync(ctx: &Context, obj: &Self, status: &mut Self::Status) -> Result<Synced>;
+    async fn cleanup(ctx: &Context, obj: &Self) -> Result<()>;
+}
+
+#[async_trait]
+impl Managed for IamPolicy {
+    type Status = crate::api::IamPolicyStatus;
+    fn current_status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    async fn sync(ctx: &Context, obj: &Self, status: &mut Self::Status) -> Result<Synced> {
+        super::policy::sync(&ctx.engine, obj, status).await
+    }
+    async fn cleanup(ctx: &Context, obj: &Self) -> Result<()> {
+        super::policy::cleanup(&ctx.engine, obj).await
+    }
+}
+
+#[async_trait]
+impl Managed for IamGroup {
+    type Status = crate::api::IamGroupStatus;
+    fn current_status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    async fn sync(ctx: &Context, obj: &Self, status: &mut Self::Status) -> Result<Synced> {
+        super::group::sync(&ctx.engine, obj, status).await
+    }
+    async fn cleanup(ctx: &Context, obj: &Self) -> Result<()> {
+        super::group::cleanup(&ctx.engine, obj).await
+    }
+}
+
+#[async_trait]
+impl Managed for IamUser {
+    type Status = crate::api::IamUserStatus;
+    fn current_status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    async fn sync(ctx: &Context, obj: &Self, status: &mut Self::Status) -> Result<Synced> {
+        let mut synced = super::user::sync(&ctx.engine, obj, status).await?;
+        crate::credentials::sync(ctx, obj, status, &mut synced).await?;
+        Ok(synced)
+    }
+    async fn cleanup(ctx: &Context, obj: &Self) -> Result<()> {
+        super::user::cleanup(&ctx.engine, obj).await?;
+        crate::credentials::release(ctx, obj).await
+    }
+}
+
+/// Error surfaced to kube-runtime (already reported in status and events).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReconcileError(String);
+
+fn key<K: Managed>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+async fn write_status<K: Managed>(api: &Api<K>, obj: &K, status: &K::Status) -> Result<()> {
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish<K: Managed>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: &str) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish event");
+    }
+}
+
+/// Runs the kind's sync, then writes status (only when it changed) and events.
+async fn apply<K: Managed>(api: &Api<K>, ctx: &Context, obj: &K) -> Result<Action, ReconcileError> {
+    let before = obj.current_status().cloned().unwrap_or_default();
+    let mut status = before.clone();
+    let result = K::sync(ctx, obj, &mut status).await;
+    let summary = match &result {
+        Ok(_) => Summary::ready(
+            "UpToDate",
+            format!("IAM matches the spec of {}", obj.name_any()),
+        ),
+        Err(e) => Summary::from_error(e),
+    };
+    let previous = crate::status::ready_reason(&before).map(|(r, s)| (r, s.to_string()));
+    apply_summary(
+        &mut status,
+        &summary,
+        obj.meta().generation,
+        Timestamp::now(),
+    );
+    if status != before
+        && let Err(e) = write_status(api, obj, &status).await
+    {
+        return Err(ReconcileError(format!("writing status: {e}")));
+    }
+    ctx.metrics
+        .reconciled(K::kind(&()).as_ref(), &summary.reason);
+    match result {
+        Ok(synced) => {
+            ctx.succeeded(&key(obj));
+            for change in &synced.changes {
+                publish(ctx, obj, EventType::Normal, "Reconciled", change).await;
+            }
+            let mut after = ctx.engine.settings.resync_interval;
+            if let Some(d) = synced.requeue_after {
+                after = after.min(d);
+            }
+            Ok(Action::requeue(after))
+        }
+        Err(err) => {
+            let changed = previous != Some((false, summary.reason.clone()));
+            let severity = err.severity();
+            if changed && severity != Severity::Transient {
+                let type_ = if severity == Severity::Stalled {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                publish(ctx, obj, type_, err.reason(), &summary.message).await;
+            }
+            tracing::info!(reason = err.reason(), message = %summary.message, "not ready");
+            match severity {
+                Severity::Transient => Err(ReconcileError(summary.message)),
+                // A dependency's change triggers us through the watch; this is a backstop.
+                Severity::Waiting => Ok(Action::requeue(Duration::from_secs(60))),
+                // Needs a human: retry slowly, or at once on the next spec change.
+                Severity::Stalled => Ok(Action::requeue(Duration::from_secs(600))),
+            }
+        }
+    }
+}
+
+async fn cleanup<K: Managed>(
+    api: &Api<K>,
+    ctx: &Context,
+    obj: &K,
+) -> Result<Action, ReconcileError> {
+    match K::cleanup(ctx, obj).await {
+        Ok(()) => {
+            ctx.succeeded(&key(obj));
+            Ok(Action::await_change())
+        }
+        Err(err) => {
+            let mut status = obj.current_status().cloned().unwrap_or_default();
+            let summary = Summary::progressing("Deleting", format!("deleting: {err}"));
+            apply_summary(
+                &mut status,
+                &summary,
+                obj.meta().generation,
+                Timestamp::now(),
+            );
+            if Some(&status) != obj.current_status() {
+                let _ = write_status(api, obj, &status).await;
+            }
+            Err(ReconcileError(summary.message))
+        }
+    }
+}
+
+async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let span = tracing::info_span!("reconcile", kind = %K::kind(&()), namespace = %namespace, name = %obj.name_any());
+    let _guard = span.enter();
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalized::Apply(obj) => apply(&api, &ctx, &obj).await,
+            Finalized::Cleanup(obj) => cleanup(&api, &ctx, &obj).await,
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError(e.to_string()));
+    ctx.metrics
+        .observe_duration(K::kind(&()).as_ref(), started.elapsed());
+    result
+}
+
+fn error_policy<K: Managed>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&key(obj.as_ref()));
+    tracing::warn!(error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Reads dependencies from the Kubernetes API.
+pub struct KubeDependencies {
+    pub client: Client,
+}
+
+/// Whether a dependency reports Ready for its current generation.
+fn ready_now<K: Managed>(obj: &K) -> bool {
+    obj.meta().deletion_timestamp.is_none()
+        && obj.current_status().is_some_and(|s| {
+            s.conditions().iter().any(|c| {
+                c.type_ == crate::status::READY
+                    && c.status == "True"
+                    && c.observed_generation == obj.meta().generation
+            })
+        })
+}
+
+async fn ready_dependency<K: Managed>(client: &Client, namespace: &str, name: &str) -> Result<K> {
+    let kind = K::kind(&());
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(name).await? {
+        None => Err(Error::DependencyNotReady(format!(
+            "waiting for {kind} {name}: it does not exist"
+        ))),
+        Some(obj) if !ready_now(&obj) => Err(Error::DependencyNotReady(format!(
+            "waiting for {kind} {name} to be Ready"
+        ))),
+        Some(obj) => Ok(obj),
+    }
+}
+
+#[async_trait]
+impl Dependencies for KubeDependencies {
+    async fn policy_arn(&self, namespace: &str, name: &str) -> Result<String> {
+        let policy: IamPolicy = ready_dependency(&self.client, namespace, name).await?;
+        policy.status.and_then(|s| s.arn).ok_or_else(|| {
+            Error::DependencyNotReady(format!("waiting for IamPolicy {name} to have an ARN"))
+        })
+    }
+
+    async fn group_name(&self, namespace: &str, name: &str) -> Result<String> {
+        let group: IamGroup = ready_dependency(&self.client, namespace, name).await?;
+        Ok(group.iam_name())
+    }
+}
+
+fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool {
+    attachments
+        .iter()
+        .any(|a| a.policy_ref.as_ref().is_some_and(|r| r.name == name))
+}
+
+/// Everything the operator runs: one controller per kind (per watched namespace).
+pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
+    let client = ctx.client.clone();
+    let config = kube::runtime::controller::Config::default().concurrency(concurrency);
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut all = Vec::new();
+    for ns in scopes {
+        let api = |c: &Client| -> (Api<IamPolicy>, Api<IamGroup>, Api<IamUser>) {
+            match &ns {
+                Some(ns) => (
+                    Api::namespaced(c.clone(), ns),
+                    Api::namespaced(c.clone(), ns),
+                    Api::namespaced(c.clone(), ns),
+                ),
+                None => (
+                    Api::all(c.clone()),
+                    Api::all(c.clone()),
+                    Api::all(c.clone()),
+                ),
+            }
+        };
+        let (policies, groups, users) = api(&client);
+        let wc = watcher::Config::default();
+
+        let policy_ctl = Controller::new(policies.clone(), wc.clone())
+            .with_config(config.clone())
+            .shutdown_on_signal()
+            .run(
+                reconcile::<IamPolicy>,
+                error_policy::<IamPolicy>,
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()));
+
+        let group_ctl = Controller::new(groups.clone(), wc.clone()).with_config(config.clone());
+        let group_store = group_ctl.store();
+        let group_ctl = group_ctl
+            .watches(policies.clone(), wc.clone(), move |p: IamPolicy| {
+                let ns = p.namespace();
+                let name = p.name_any();
+                group_store
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.namespace() == ns && refs_policy(&g.spec.policies, &name))
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .shutdown_on_signal()
+            .run(reconcile::<IamGroup>, error_policy::<IamGroup>, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+
+        let user_ctl = Controller::new(users.clone(), wc.clone()).with_config(config.clone());
+        let by_policy = user_ctl.store();
+        let by_group = user_ctl.store();
+        let user_ctl = user_ctl
+            .owns(
+                Api::<k8s_openapi::api::core::v1::Secret>::all(client.clone()),
+                watcher::Config::default().labels(crate::credentials::MANAGED_BY_SELECTOR),
+            )
+            .watches(policies, wc.clone(), move |p: IamPolicy| {
+                let ns = p.namespace();
+                let name = p.name_any();
+                by_policy
+                    .state()
+                    .into_iter()
+                    .filter(|u| {
+                        u.namespace() == ns
+                            && (refs_policy(&u.spec.policies, &name)
+                                || u.spec
+                                    .permissions_boundary
+                                    .as_ref()
+                                    .is_some_and(|b| refs_policy(std::slice::from_ref(b), &name)))
+                    })
+                    .map(|u| ObjectRef::from_obj(u.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .watches(groups, wc, move |g: IamGroup| {
+                let ns = g.namespace();
+                let name = g.name_any();
+                by_group
+                    .state()
+                    .into_iter()
+                    .filter(|u| {
+                        u.namespace() == ns
+                            && u.spec
+                                .groups
+                                .iter()
+                                .any(|m| m.group_ref.as_ref().is_some_and(|r| r.name == name))
+                    })
+                    .map(|u| ObjectRef::from_obj(u.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .shutdown_on_signal()
+            .run(reconcile::<IamUser>, error_policy::<IamUser>, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+
+        all.push(Box::pin(async move {
+            futures::join!(policy_ctl, group_ctl, user_ctl);
+        })
+            as std::pin::Pin<
+                Box<dyn std::future::Future<Output = ()> + Send>,
+            >);
+    }
+    futures::future::join_all(all).await;
+}

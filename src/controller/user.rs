@@ -1,0 +1,216 @@
+//! IamUser: identity, tags, permissions boundary, group memberships and permissions.
+//! Credentials (access keys, console password) live in `crate::credentials`, which needs
+//! the Kubernetes API for its Secrets.
+
+use super::plan::{plan_set, plan_tags};
+use super::{Engine, Synced, check_owner, desired_tags, permissions};
+use crate::api::{DeletionPolicy, IamUser, IamUserStatus, OWNER_TAG};
+use crate::error::{Error, Result};
+use crate::iam::{IamError, KeyStatus, Principal, UserInfo, gone, optional};
+use kube::ResourceExt;
+
+async fn observe(
+    engine: &Engine,
+    obj: &IamUser,
+    status: &IamUserStatus,
+) -> Result<Option<UserInfo>> {
+    let name = obj.iam_name();
+    let Some(info) = optional(engine.iam.get_user(&name).await)? else {
+        return Ok(None);
+    };
+    let known = status.user_id.as_deref() == Some(info.id.as_str());
+    check_owner(
+        obj,
+        "user",
+        &name,
+        info.tags.get(OWNER_TAG),
+        &engine.owner_of(obj),
+        known,
+    )?;
+    Ok(Some(info))
+}
+
+/// The boundary the user must have: the operator's required one wins, and a spec naming a
+/// different one is an error rather than silently ignored.
+async fn desired_boundary(engine: &Engine, obj: &IamUser) -> Result<Option<String>> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let from_spec = match &obj.spec.permissions_boundary {
+        Some(b) => Some(permissions::resolve_policy(engine, &namespace, b).await?),
+        None => None,
+    };
+    match (&engine.settings.required_permissions_boundary, from_spec) {
+        (Some(required), Some(spec)) if &spec != required => Err(Error::InvalidSpec(format!(
+            "spec.permissionsBoundary {spec} differs from the boundary {required} that the operator requires; remove it or set it to the required one"
+        ))),
+        (Some(required), _) => Ok(Some(required.clone())),
+        (None, spec) => Ok(spec),
+    }
+}
+
+/// Group names the user must be in. An unmanaged group (`groupName`) is checked against
+/// `--deny-policy-arn` too, so a denied policy cannot be granted through it.
+async fn desired_groups(engine: &Engine, obj: &IamUser) -> Result<Vec<String>> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let mut groups = Vec::new();
+    for membership in &obj.spec.groups {
+        match (&membership.group_ref, &membership.group_name) {
+            (Some(r), _) => groups.push(engine.deps.group_name(&namespace, &r.name).await?),
+            (None, Some(name)) => {
+                let attached = engine
+                    .iam
+                    .list_attached_policies(Principal::Group(name))
+                    .await
+                    .map_err(|e| match e {
+                        IamError::NotFound(_) => {
+                            Error::DependencyNotReady(format!("IAM group {name} does not exist"))
+                        }
+                        other => other.into(),
+                    })?;
+                for arn in &attached {
+                    permissions::check_denied(engine, arn, &format!(" (through group {name})"))?;
+                }
+                groups.push(name.clone());
+            }
+            (None, None) => {
+                return Err(Error::InvalidSpec(
+                    "a groups entry needs groupRef or groupName".into(),
+                ));
+            }
+        }
+    }
+    Ok(groups)
+}
+
+/// Brings the user's identity and permissions in line with the spec.
+pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) -> Result<Synced> {
+    engine
+        .settings
+        .check_path(&obj.spec.path)
+        .map_err(Error::InvalidSpec)?;
+    let namespace = obj.namespace().unwrap_or_default();
+    let boundary = desired_boundary(engine, obj).await?;
+    let groups = desired_groups(engine, obj).await?;
+    let mut arns = Vec::new();
+    for attachment in &obj.spec.policies {
+        arns.push(permissions::resolve_policy(engine, &namespace, attachment).await?);
+    }
+
+    let mut synced = Synced::default();
+    let name = obj.iam_name();
+    let tags = desired_tags(&obj.spec.tags, &engine.owner_of(obj));
+    let info = match observe(engine, obj, status).await? {
+        Some(info) => info,
+        None => {
+            let info = engine
+                .iam
+                .create_user(&name, &obj.spec.path, &tags, boundary.as_deref())
+                .await
+                .map_err(|e| match e {
+                    IamError::NotFound(m) | IamError::Invalid(m) => {
+                        Error::InvalidSpec(format!("cannot create IAM user {name}: {m}"))
+                    }
+                    other => other.into(),
+                })?;
+            synced.note(format!("Created IAM user {name}"));
+            info
+        }
+    };
+    status.arn = Some(info.arn.clone());
+    status.user_id = Some(info.id.clone());
+
+    let tag_plan = plan_tags(&info.tags, &tags);
+    if !tag_plan.remove.is_empty() {
+        engine.iam.untag_user(&name, &tag_plan.remove).await?;
+    }
+    if !tag_plan.set.is_empty() {
+        engine.iam.tag_user(&name, &tag_plan.set).await?;
+    }
+    if !tag_plan.is_empty() {
+        synced.note(format!("Updated tags of IAM user {name}"));
+    }
+
+    if info.permissions_boundary != boundary {
+        match &boundary {
+            Some(arn) => engine
+                .iam
+                .put_permissions_boundary(&name, arn)
+                .await
+                .map_err(|e| match e {
+                    IamError::NotFound(m) | IamError::Invalid(m) => {
+                        Error::InvalidSpec(format!("cannot set permissions boundary {arn}: {m}"))
+                    }
+                    other => other.into(),
+                })?,
+            None => gone(engine.iam.delete_permissions_boundary(&name).await)?,
+        }
+        synced.note(match &boundary {
+            Some(arn) => format!("Set permissions boundary {arn}"),
+            None => "Removed permissions boundary".to_string(),
+        });
+    }
+
+    let current_groups = engine.iam.list_groups_for_user(&name).await?;
+    let plan = plan_set(&current_groups, &groups, true);
+    for group in &plan.add {
+        engine
+            .iam
+            .add_user_to_group(&name, group)
+            .await
+            .map_err(|e| match e {
+                IamError::NotFound(_) => {
+                    Error::DependencyNotReady(format!("IAM group {group} does not exist"))
+                }
+                other => other.into(),
+            })?;
+        synced.note(format!("Added to group {group}"));
+    }
+    for group in &plan.remove {
+        gone(engine.iam.remove_user_from_group(&name, group).await)?;
+        synced.note(format!("Removed from group {group}"));
+    }
+
+    let changes = permissions::sync(
+        engine,
+        Principal::User(&name),
+        &arns,
+        &obj.spec.inline_policies,
+    )
+    .await?;
+    synced.changes.extend(changes);
+    Ok(synced)
+}
+
+/// The finalizer's IAM work, in the order IAM demands: keys, login profile, MFA devices,
+/// signing certificates, SSH keys, service credentials, groups, policies, the user. Works
+/// for users changed outside the operator too.
+pub async fn cleanup(engine: &Engine, obj: &IamUser) -> Result<()> {
+    if engine.deletion_policy(obj.spec.deletion_policy) == DeletionPolicy::Retain {
+        return Ok(());
+    }
+    let status = obj.status.clone().unwrap_or_default();
+    let info = match observe(engine, obj, &status).await {
+        Ok(Some(info)) => info,
+        Ok(None) | Err(Error::NameConflict(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let name = &info.name;
+    for key in engine.iam.list_access_keys(name).await? {
+        if key.status == KeyStatus::Active {
+            gone(
+                engine
+                    .iam
+                    .update_access_key(name, &key.id, KeyStatus::Inactive)
+                    .await,
+            )?;
+        }
+        gone(engine.iam.delete_access_key(name, &key.id).await)?;
+    }
+    gone(engine.iam.delete_login_profile(name).await)?;
+    engine.iam.delete_other_credentials(name).await?;
+    for group in engine.iam.list_groups_for_user(name).await? {
+        gone(engine.iam.remove_user_from_group(name, &group).await)?;
+    }
+    permissions::remove_all(engine, Principal::User(name)).await?;
+    gone(engine.iam.delete_user(name).await)?;
+    Ok(())
+}

@@ -1,0 +1,950 @@
+//! [`Iam`] over `aws-sdk-iam`: the only module that imports the SDK.
+
+use super::*;
+use aws_sdk_iam::Client;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::types::{StatusType, Tag};
+use secrecy::ExposeSecret;
+use tokio::sync::OnceCell;
+
+/// IAM through the AWS SDK, configured from the standard AWS chain
+/// (`AWS_ENDPOINT_URL_IAM` points it at an emulator).
+pub struct AwsIam {
+    iam: Client,
+    sts: aws_sdk_sts::Client,
+    account: OnceCell<(String, String)>,
+}
+
+impl AwsIam {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            iam: Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
+            account: OnceCell::new(),
+        }
+    }
+
+    /// Loads the configuration from the environment, as the AWS CLI would.
+    pub async fn from_env() -> Self {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::new(&config)
+    }
+}
+
+/// Maps an SDK failure to the domain enum by IAM's error code. The message is IAM's own
+/// text, which never carries secret material.
+fn map_err<E, R>(err: SdkError<E, R>) -> IamError
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    let message = err
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| match &err {
+            SdkError::TimeoutError(_) => "request timed out".to_string(),
+            SdkError::DispatchFailure(_) => "could not reach IAM".to_string(),
+            SdkError::ResponseError(_) => "unreadable response from IAM".to_string(),
+            SdkError::ConstructionFailure(_) => "could not build the request".to_string(),
+            _ => "IAM request failed".to_string(),
+        });
+    match err.code() {
+        Some("NoSuchEntity") => IamError::NotFound(message),
+        Some("EntityAlreadyExists") => IamError::AlreadyExists(message),
+        Some("DeleteConflict") => IamError::Conflict(message),
+        Some("LimitExceeded") => IamError::LimitExceeded(message),
+        Some("MalformedPolicyDocument") => IamError::MalformedPolicy(message),
+        Some(
+            "AccessDenied"
+            | "AccessDeniedException"
+            | "UnauthorizedOperation"
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch",
+        ) => IamError::AccessDenied(message),
+        Some("Throttling" | "ThrottlingException" | "RequestLimitExceeded") => {
+            IamError::Throttled(message)
+        }
+        Some(
+            "InvalidInput" | "ValidationError" | "PasswordPolicyViolation" | "PolicyNotAttachable",
+        ) => IamError::Invalid(message),
+        _ => IamError::Transient(message),
+    }
+}
+
+fn ts(t: &aws_sdk_iam::primitives::DateTime) -> Timestamp {
+    Timestamp::from_second(t.secs()).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+}
+
+fn to_tags(tags: &BTreeMap<String, String>) -> IamResult<Vec<Tag>> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| IamError::Invalid(e.to_string()))
+        })
+        .collect()
+}
+
+/// IAM returns policy documents URL-encoded.
+fn decode_document(doc: &str) -> String {
+    urlencoding::decode(doc)
+        .map(|d| d.into_owned())
+        .unwrap_or_else(|_| doc.to_string())
+}
+
+fn policy_info(p: &aws_sdk_iam::types::Policy) -> PolicyInfo {
+    PolicyInfo {
+        arn: p.arn().unwrap_or_default().to_string(),
+        id: p.policy_id().unwrap_or_default().to_string(),
+        name: p.policy_name().unwrap_or_default().to_string(),
+        path: p.path().unwrap_or("/").to_string(),
+        default_version_id: p.default_version_id().unwrap_or_default().to_string(),
+        tags: tag_map(p.tags()),
+    }
+}
+
+fn user_info(u: &aws_sdk_iam::types::User) -> UserInfo {
+    UserInfo {
+        arn: u.arn().to_string(),
+        id: u.user_id().to_string(),
+        name: u.user_name().to_string(),
+        path: u.path().to_string(),
+        tags: tag_map(u.tags()),
+        permissions_boundary: u
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string),
+    }
+}
+
+fn not_found(what: &str) -> IamError {
+    IamError::NotFound(format!("{what} not in IAM response"))
+}
+
+#[async_trait]
+impl Iam for AwsIam {
+    async fn account(&self) -> IamResult<(String, String)> {
+        self.account
+            .get_or_try_init(|| async {
+                let out = self
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(map_err)?;
+                let arn = out.arn().unwrap_or_default();
+                let partition = arn.split(':').nth(1).unwrap_or("aws").to_string();
+                let account = out
+                    .account()
+                    .ok_or_else(|| not_found("account"))?
+                    .to_string();
+                Ok((account, partition))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn account_alias(&self) -> IamResult<Option<String>> {
+        let out = self
+            .iam
+            .list_account_aliases()
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(out.account_aliases().first().cloned())
+    }
+
+    async fn password_policy(&self) -> IamResult<Option<PasswordPolicy>> {
+        let out = optional(
+            self.iam
+                .get_account_password_policy()
+                .send()
+                .await
+                .map_err(map_err),
+        )?;
+        Ok(out.and_then(|o| {
+            o.password_policy().map(|p| PasswordPolicy {
+                minimum_length: p.minimum_password_length().unwrap_or(8).max(0) as u32,
+                require_symbols: p.require_symbols(),
+                require_numbers: p.require_numbers(),
+                require_uppercase: p.require_uppercase_characters(),
+                require_lowercase: p.require_lowercase_characters(),
+                allow_users_to_change_password: p.allow_users_to_change_password(),
+            })
+        }))
+    }
+
+    async fn get_policy(&self, arn: &str) -> IamResult<PolicyInfo> {
+        let out = self
+            .iam
+            .get_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(map_err)?;
+        let mut info = policy_info(out.policy().ok_or_else(|| not_found("policy"))?);
+        if info.tags.is_empty() {
+            // Not every IAM implementation returns tags from GetPolicy.
+            let tags = self
+                .iam
+                .list_policy_tags()
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(map_err)?;
+            info.tags = tag_map(tags.tags());
+        }
+        Ok(info)
+    }
+
+    async fn create_policy(
+        &self,
+        name: &str,
+        path: &str,
+        description: Option<&str>,
+        document: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> IamResult<PolicyInfo> {
+        let out = self
+            .iam
+            .create_policy()
+            .policy_name(name)
+            .path(path)
+            .set_description(description.map(str::to_string))
+            .policy_document(document)
+            .set_tags(Some(to_tags(tags)?))
+            .send()
+            .await
+            .map_err(map_err)?;
+        let mut info = policy_info(out.policy().ok_or_else(|| not_found("policy"))?);
+        info.tags = tags.clone();
+        Ok(info)
+    }
+
+    async fn list_policy_versions(&self, arn: &str) -> IamResult<Vec<PolicyVersion>> {
+        let versions = self
+            .iam
+            .list_policy_versions()
+            .policy_arn(arn)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        Ok(versions
+            .iter()
+            .map(|v| PolicyVersion {
+                version_id: v.version_id().unwrap_or_default().to_string(),
+                is_default: v.is_default_version(),
+                created: v.create_date().map(ts).unwrap_or(Timestamp::UNIX_EPOCH),
+            })
+            .collect())
+    }
+
+    async fn get_policy_version(&self, arn: &str, version_id: &str) -> IamResult<String> {
+        let out = self
+            .iam
+            .get_policy_version()
+            .policy_arn(arn)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(map_err)?;
+        out.policy_version()
+            .and_then(|v| v.document())
+            .map(decode_document)
+            .ok_or_else(|| not_found("policy document"))
+    }
+
+    async fn create_policy_version(&self, arn: &str, document: &str) -> IamResult<String> {
+        let out = self
+            .iam
+            .create_policy_version()
+            .policy_arn(arn)
+            .policy_document(document)
+            .set_as_default(true)
+            .send()
+            .await
+            .map_err(map_err)?;
+        out.policy_version()
+            .and_then(|v| v.version_id())
+            .map(str::to_string)
+            .ok_or_else(|| not_found("policy version"))
+    }
+
+    async fn delete_policy_version(&self, arn: &str, version_id: &str) -> IamResult<()> {
+        self.iam
+            .delete_policy_version()
+            .policy_arn(arn)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn tag_policy(&self, arn: &str, tags: &BTreeMap<String, String>) -> IamResult<()> {
+        self.iam
+            .tag_policy()
+            .policy_arn(arn)
+            .set_tags(Some(to_tags(tags)?))
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn untag_policy(&self, arn: &str, keys: &[String]) -> IamResult<()> {
+        self.iam
+            .untag_policy()
+            .policy_arn(arn)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_entities_for_policy(&self, arn: &str) -> IamResult<PolicyEntities> {
+        let pages = self
+            .iam
+            .list_entities_for_policy()
+            .policy_arn(arn)
+            .into_paginator()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        let mut entities = PolicyEntities::default();
+        for page in &pages {
+            entities.users.extend(
+                page.policy_users()
+                    .iter()
+                    .filter_map(|u| u.user_name().map(str::to_string)),
+            );
+            entities.groups.extend(
+                page.policy_groups()
+                    .iter()
+                    .filter_map(|g| g.group_name().map(str::to_string)),
+            );
+            entities.roles.extend(
+                page.policy_roles()
+                    .iter()
+                    .filter_map(|r| r.role_name().map(str::to_string)),
+            );
+        }
+        Ok(entities)
+    }
+
+    async fn detach_role_policy(&self, role: &str, arn: &str) -> IamResult<()> {
+        self.iam
+            .detach_role_policy()
+            .role_name(role)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_policy(&self, arn: &str) -> IamResult<()> {
+        self.iam
+            .delete_policy()
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_attached_policies(&self, principal: Principal<'_>) -> IamResult<Vec<String>> {
+        let policies = match principal {
+            Principal::User(name) => self
+                .iam
+                .list_attached_user_policies()
+                .user_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(map_err)?,
+            Principal::Group(name) => self
+                .iam
+                .list_attached_group_policies()
+                .group_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(map_err)?,
+        };
+        Ok(policies
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_string))
+            .collect())
+    }
+
+    async fn attach_policy(&self, principal: Principal<'_>, arn: &str) -> IamResult<()> {
+        match principal {
+            Principal::User(name) => self
+                .iam
+                .attach_user_policy()
+                .user_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
+            Principal::Group(name) => self
+                .iam
+                .attach_group_policy()
+                .group_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
+        }
+    }
+
+    async fn detach_policy(&self, principal: Principal<'_>, arn: &str) -> IamResult<()> {
+        match principal {
+            Principal::User(name) => self
+                .iam
+                .detach_user_policy()
+                .user_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
+            Principal::Group(name) => self
+                .iam
+                .detach_group_policy()
+                .group_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
+        }
+    }
+
+    async fn list_inline_policies(&self, principal: Principal<'_>) -> IamResult<Vec<String>> {
+        match principal {
+            Principal::User(name) => self
+                .iam
+                .list_user_policies()
+                .user_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(map_err),
+            Principal::Group(name) => self
+                .iam
+                .list_group_policies()
+                .group_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(map_err),
+        }
+    }
+
+    async fn get_inline_policy(&self, principal: Principal<'_>, name: &str) -> IamResult<String> {
+        let document = match principal {
+            Principal::User(user) => self
+                .iam
+                .get_user_policy()
+                .user_name(user)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(map_err)?
+                .policy_document
+                .clone(),
+            Principal::Group(group) => self
+                .iam
+                .get_group_policy()
+                .group_name(group)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(map_err)?
+                .policy_document
+                .clone(),
+        };
+        Ok(decode_document(&document))
+    }
+
+    async fn put_inline_policy(
+        &self,
+        principal: Principal<'_>,
+        name: &str,
+        document: &str,
+    ) -> IamResult<()> {
+        match principal {
+            Principal::User(user) => self
+                .iam
+                .put_user_policy()
+                .user_name(user)
+                .policy_name(name)
+                .policy_document(document)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
+            Principal::Group(group) => self
+                .iam
+                .put_group_policy()
+                .group_name(group)
+                .policy_name(name)
+                .policy_document(document)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
+        }
+    }
+
+    async fn delete_inline_policy(&self, principal: Principal<'_>, name: &str) -> IamResult<()> {
+        match principal {
+            Principal::User(user) => self
+                .iam
+                .delete_user_policy()
+                .user_name(user)
+                .policy_name(name)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
+            Principal::Group(group) => self
+                .iam
+                .delete_group_policy()
+                .group_name(group)
+                .policy_name(name)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
+        }
+    }
+
+    async fn get_group(&self, name: &str) -> IamResult<GroupInfo> {
+        let pages = self
+            .iam
+            .get_group()
+            .group_name(name)
+            .into_paginator()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        let group = pages
+            .first()
+            .and_then(|p| p.group())
+            .ok_or_else(|| not_found("group"))?;
+        Ok(GroupInfo {
+            arn: group.arn().to_string(),
+            id: group.group_id().to_string(),
+            name: group.group_name().to_string(),
+            path: group.path().to_string(),
+            members: pages
+                .iter()
+                .flat_map(|p| p.users().iter().map(|u| u.user_name().to_string()))
+                .collect(),
+        })
+    }
+
+    async fn create_group(&self, name: &str, path: &str) -> IamResult<GroupInfo> {
+        let out = self
+            .iam
+            .create_group()
+            .group_name(name)
+            .path(path)
+            .send()
+            .await
+            .map_err(map_err)?;
+        let group = out.group().ok_or_else(|| not_found("group"))?;
+        Ok(GroupInfo {
+            arn: group.arn().to_string(),
+            id: group.group_id().to_string(),
+            name: group.group_name().to_string(),
+            path: group.path().to_string(),
+            members: Vec::new(),
+        })
+    }
+
+    async fn delete_group(&self, name: &str) -> IamResult<()> {
+        self.iam
+            .delete_group()
+            .group_name(name)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn get_user(&self, name: &str) -> IamResult<UserInfo> {
+        let out = self
+            .iam
+            .get_user()
+            .user_name(name)
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(user_info(out.user().ok_or_else(|| not_found("user"))?))
+    }
+
+    async fn create_user(
+        &self,
+        name: &str,
+        path: &str,
+        tags: &BTreeMap<String, String>,
+        permissions_boundary: Option<&str>,
+    ) -> IamResult<UserInfo> {
+        let out = self
+            .iam
+            .create_user()
+            .user_name(name)
+            .path(path)
+            .set_tags(Some(to_tags(tags)?))
+            .set_permissions_boundary(permissions_boundary.map(str::to_string))
+            .send()
+            .await
+            .map_err(map_err)?;
+        let mut info = user_info(out.user().ok_or_else(|| not_found("user"))?);
+        info.tags = tags.clone();
+        info.permissions_boundary = permissions_boundary.map(str::to_string);
+        Ok(info)
+    }
+
+    async fn delete_user(&self, name: &str) -> IamResult<()> {
+        self.iam
+            .delete_user()
+            .user_name(name)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn tag_user(&self, name: &str, tags: &BTreeMap<String, String>) -> IamResult<()> {
+        self.iam
+            .tag_user()
+            .user_name(name)
+            .set_tags(Some(to_tags(tags)?))
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn untag_user(&self, name: &str, keys: &[String]) -> IamResult<()> {
+        self.iam
+            .untag_user()
+            .user_name(name)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn put_permissions_boundary(&self, user: &str, arn: &str) -> IamResult<()> {
+        self.iam
+            .put_user_permissions_boundary()
+            .user_name(user)
+            .permissions_boundary(arn)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn delete_permissions_boundary(&self, user: &str) -> IamResult<()> {
+        self.iam
+            .delete_user_permissions_boundary()
+            .user_name(user)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn list_groups_for_user(&self, user: &str) -> IamResult<Vec<String>> {
+        let groups = self
+            .iam
+            .list_groups_for_user()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        Ok(groups.iter().map(|g| g.group_name().to_string()).collect())
+    }
+
+    async fn add_user_to_group(&self, user: &str, group: &str) -> IamResult<()> {
+        self.iam
+            .add_user_to_group()
+            .user_name(user)
+            .group_name(group)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn remove_user_from_group(&self, user: &str, group: &str) -> IamResult<()> {
+        self.iam
+            .remove_user_from_group()
+            .user_name(user)
+            .group_name(group)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn list_access_keys(&self, user: &str) -> IamResult<Vec<AccessKeyInfo>> {
+        let keys = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        Ok(keys
+            .iter()
+            .map(|k| AccessKeyInfo {
+                id: k.access_key_id().unwrap_or_default().to_string(),
+                status: match k.status() {
+                    Some(StatusType::Active) => KeyStatus::Active,
+                    _ => KeyStatus::Inactive,
+                },
+                created: k.create_date().map(ts).unwrap_or(Timestamp::UNIX_EPOCH),
+            })
+            .collect())
+    }
+
+    async fn create_access_key(&self, user: &str) -> IamResult<NewAccessKey> {
+        let out = self
+            .iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(map_err)?;
+        let key = out.access_key().ok_or_else(|| not_found("access key"))?;
+        Ok(NewAccessKey {
+            id: key.access_key_id().to_string(),
+            secret: SecretString::from(key.secret_access_key().to_string()),
+            created: key.create_date().map(ts).unwrap_or_else(Timestamp::now),
+        })
+    }
+
+    async fn update_access_key(&self, user: &str, id: &str, status: KeyStatus) -> IamResult<()> {
+        let status = match status {
+            KeyStatus::Active => StatusType::Active,
+            KeyStatus::Inactive => StatusType::Inactive,
+        };
+        self.iam
+            .update_access_key()
+            .user_name(user)
+            .access_key_id(id)
+            .status(status)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn delete_access_key(&self, user: &str, id: &str) -> IamResult<()> {
+        self.iam
+            .delete_access_key()
+            .user_name(user)
+            .access_key_id(id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn has_login_profile(&self, user: &str) -> IamResult<bool> {
+        let out = optional(
+            self.iam
+                .get_login_profile()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(map_err),
+        )?;
+        Ok(out.is_some())
+    }
+
+    async fn create_login_profile(
+        &self,
+        user: &str,
+        password: &SecretString,
+        reset_required: bool,
+    ) -> IamResult<()> {
+        self.iam
+            .create_login_profile()
+            .user_name(user)
+            .password(password.expose_secret())
+            .password_reset_required(reset_required)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn update_login_profile(
+        &self,
+        user: &str,
+        password: &SecretString,
+        reset_required: bool,
+    ) -> IamResult<()> {
+        self.iam
+            .update_login_profile()
+            .user_name(user)
+            .password(password.expose_secret())
+            .password_reset_required(reset_required)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn delete_login_profile(&self, user: &str) -> IamResult<()> {
+        self.iam
+            .delete_login_profile()
+            .user_name(user)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn delete_other_credentials(&self, user: &str) -> IamResult<()> {
+        let mfa = self
+            .iam
+            .list_mfa_devices()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        for device in &mfa {
+            let serial = device.serial_number();
+            gone(
+                self.iam
+                    .deactivate_mfa_device()
+                    .user_name(user)
+                    .serial_number(serial)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(map_err),
+            )?;
+            // Virtual devices outlive their user unless deleted; hardware ones cannot be.
+            if serial.contains(":mfa/") {
+                gone(
+                    self.iam
+                        .delete_virtual_mfa_device()
+                        .serial_number(serial)
+                        .send()
+                        .await
+                        .map(drop)
+                        .map_err(map_err),
+                )?;
+            }
+        }
+        let certs = self
+            .iam
+            .list_signing_certificates()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        for cert in &certs {
+            gone(
+                self.iam
+                    .delete_signing_certificate()
+                    .user_name(user)
+                    .certificate_id(cert.certificate_id())
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(map_err),
+            )?;
+        }
+        let ssh = self
+            .iam
+            .list_ssh_public_keys()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        for key in &ssh {
+            gone(
+                self.iam
+                    .delete_ssh_public_key()
+                    .user_name(user)
+                    .ssh_public_key_id(key.ssh_public_key_id())
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(map_err),
+            )?;
+        }
+        let service = self
+            .iam
+            .list_service_specific_credentials()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(map_err)?;
+        for cred in service.service_specific_credentials() {
+            gone(
+                self.iam
+                    .delete_service_specific_credential()
+                    .user_name(user)
+                    .service_specific_credential_id(cred.service_specific_credential_id())
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(map_err),
+            )?;
+        }
+        Ok(())
+    }
+}

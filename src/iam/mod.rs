@@ -1,0 +1,261 @@
+//! The IAM port: the only code that talks to AWS IAM. Everything else sees the domain types
+//! and the small [`IamError`] enum defined here; `aws.rs` implements the port over
+//! `aws-sdk-iam`.
+
+mod aws;
+
+pub use aws::AwsIam;
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+use secrecy::SecretString;
+use std::collections::BTreeMap;
+
+/// IAM failures, reduced to what the controllers act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IamError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    #[error("malformed policy document: {0}")]
+    MalformedPolicy(String),
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("throttled: {0}")]
+    Throttled(String),
+    #[error("transient IAM failure: {0}")]
+    Transient(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl IamError {
+    /// Stable CamelCase label, used as condition reason and metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IamError::NotFound(_) => "NotFound",
+            IamError::AlreadyExists(_) => "NameConflict",
+            IamError::Conflict(_) => "Conflict",
+            IamError::LimitExceeded(_) => "LimitExceeded",
+            IamError::MalformedPolicy(_) => "InvalidSpec",
+            IamError::AccessDenied(_) => "AccessDenied",
+            IamError::Throttled(_) => "Throttled",
+            IamError::Transient(_) => "TransientError",
+            IamError::Invalid(_) => "InvalidSpec",
+        }
+    }
+
+    /// Whether retrying without a spec change can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            IamError::Throttled(_) | IamError::Transient(_) | IamError::Conflict(_)
+        )
+    }
+}
+
+pub type IamResult<T> = Result<T, IamError>;
+
+/// Turns `NotFound` into `None`, for reads of things that may not exist.
+pub fn optional<T>(r: IamResult<T>) -> IamResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(IamError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Treats `NotFound` as done, for idempotent deletes.
+pub fn gone(r: IamResult<()>) -> IamResult<()> {
+    match r {
+        Err(IamError::NotFound(_)) => Ok(()),
+        other => other,
+    }
+}
+
+/// A customer-managed policy as IAM reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyInfo {
+    pub arn: String,
+    pub id: String,
+    pub name: String,
+    pub path: String,
+    pub default_version_id: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One version of a managed policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyVersion {
+    pub version_id: String,
+    pub is_default: bool,
+    pub created: Timestamp,
+}
+
+/// Users, groups and roles a managed policy is attached to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyEntities {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub roles: Vec<String>,
+}
+
+/// An IAM user as IAM reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserInfo {
+    pub arn: String,
+    pub id: String,
+    pub name: String,
+    pub path: String,
+    pub tags: BTreeMap<String, String>,
+    pub permissions_boundary: Option<String>,
+}
+
+/// An IAM group as IAM reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInfo {
+    pub arn: String,
+    pub id: String,
+    pub name: String,
+    pub path: String,
+    pub members: Vec<String>,
+}
+
+/// A principal that managed and inline policies attach to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal<'a> {
+    User(&'a str),
+    Group(&'a str),
+}
+
+/// Whether an access key can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+}
+
+/// An access key without its secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessKeyInfo {
+    pub id: String,
+    pub status: KeyStatus,
+    pub created: Timestamp,
+}
+
+/// A freshly created access key: the only moment IAM reveals the secret.
+#[derive(Debug, Clone)]
+pub struct NewAccessKey {
+    pub id: String,
+    pub secret: SecretString,
+    pub created: Timestamp,
+}
+
+/// The account password policy, reduced to what password generation needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PasswordPolicy {
+    pub minimum_length: u32,
+    pub require_symbols: bool,
+    pub require_numbers: bool,
+    pub require_uppercase: bool,
+    pub require_lowercase: bool,
+    pub allow_users_to_change_password: bool,
+}
+
+/// The port. Every method is one logical IAM read or write; list methods return all pages.
+#[async_trait]
+pub trait Iam: Send + Sync {
+    /// The account id and partition of the credentials in use.
+    async fn account(&self) -> IamResult<(String, String)>;
+    async fn account_alias(&self) -> IamResult<Option<String>>;
+    async fn password_policy(&self) -> IamResult<Option<PasswordPolicy>>;
+
+    // Managed policies.
+    async fn get_policy(&self, arn: &str) -> IamResult<PolicyInfo>;
+    async fn create_policy(
+        &self,
+        name: &str,
+        path: &str,
+        description: Option<&str>,
+        document: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> IamResult<PolicyInfo>;
+    async fn list_policy_versions(&self, arn: &str) -> IamResult<Vec<PolicyVersion>>;
+    /// The document of a version, as JSON text.
+    async fn get_policy_version(&self, arn: &str, version_id: &str) -> IamResult<String>;
+    async fn create_policy_version(&self, arn: &str, document: &str) -> IamResult<String>;
+    async fn delete_policy_version(&self, arn: &str, version_id: &str) -> IamResult<()>;
+    async fn tag_policy(&self, arn: &str, tags: &BTreeMap<String, String>) -> IamResult<()>;
+    async fn untag_policy(&self, arn: &str, keys: &[String]) -> IamResult<()>;
+    async fn list_entities_for_policy(&self, arn: &str) -> IamResult<PolicyEntities>;
+    async fn detach_role_policy(&self, role: &str, arn: &str) -> IamResult<()>;
+    async fn delete_policy(&self, arn: &str) -> IamResult<()>;
+
+    // Managed and inline policies of users and groups.
+    async fn list_attached_policies(&self, principal: Principal<'_>) -> IamResult<Vec<String>>;
+    async fn attach_policy(&self, principal: Principal<'_>, arn: &str) -> IamResult<()>;
+    async fn detach_policy(&self, principal: Principal<'_>, arn: &str) -> IamResult<()>;
+    async fn list_inline_policies(&self, principal: Principal<'_>) -> IamResult<Vec<String>>;
+    async fn get_inline_policy(&self, principal: Principal<'_>, name: &str) -> IamResult<String>;
+    async fn put_inline_policy(
+        &self,
+        principal: Principal<'_>,
+        name: &str,
+        document: &str,
+    ) -> IamResult<()>;
+    async fn delete_inline_policy(&self, principal: Principal<'_>, name: &str) -> IamResult<()>;
+
+    // Groups.
+    async fn get_group(&self, name: &str) -> IamResult<GroupInfo>;
+    async fn create_group(&self, name: &str, path: &str) -> IamResult<GroupInfo>;
+    async fn delete_group(&self, name: &str) -> IamResult<()>;
+
+    // Users.
+    async fn get_user(&self, name: &str) -> IamResult<UserInfo>;
+    async fn create_user(
+        &self,
+        name: &str,
+        path: &str,
+        tags: &BTreeMap<String, String>,
+        permissions_boundary: Option<&str>,
+    ) -> IamResult<UserInfo>;
+    async fn delete_user(&self, name: &str) -> IamResult<()>;
+    async fn tag_user(&self, name: &str, tags: &BTreeMap<String, String>) -> IamResult<()>;
+    async fn untag_user(&self, name: &str, keys: &[String]) -> IamResult<()>;
+    async fn put_permissions_boundary(&self, user: &str, arn: &str) -> IamResult<()>;
+    async fn delete_permissions_boundary(&self, user: &str) -> IamResult<()>;
+    async fn list_groups_for_user(&self, user: &str) -> IamResult<Vec<String>>;
+    async fn add_user_to_group(&self, user: &str, group: &str) -> IamResult<()>;
+    async fn remove_user_from_group(&self, user: &str, group: &str) -> IamResult<()>;
+
+    // Credentials.
+    async fn list_access_keys(&self, user: &str) -> IamResult<Vec<AccessKeyInfo>>;
+    async fn create_access_key(&self, user: &str) -> IamResult<NewAccessKey>;
+    async fn update_access_key(&self, user: &str, id: &str, status: KeyStatus) -> IamResult<()>;
+    async fn delete_access_key(&self, user: &str, id: &str) -> IamResult<()>;
+    /// Whether the user has a login profile (console password).
+    async fn has_login_profile(&self, user: &str) -> IamResult<bool>;
+    async fn create_login_profile(
+        &self,
+        user: &str,
+        password: &SecretString,
+        reset_required: bool,
+    ) -> IamResult<()>;
+    async fn update_login_profile(
+        &self,
+        user: &str,
+        password: &SecretString,
+        reset_required: bool,
+    ) -> IamResult<()>;
+    async fn delete_login_profile(&self, user: &str) -> IamResult<()>;
+
+    /// Removes every credential IAM requires gone before `DeleteUser` that the operator does
+    /// not manage itself: MFA devices, signing certificates, SSH public keys and
+    /// service-specific credentials.
+    async fn delete_other_credentials(&self, user: &str) -> IamResult<()>;
+}

@@ -1,0 +1,13 @@
+//! iam-operator: Kubernetes controllers that keep AWS IAM policies, groups, users and their
+//! credentials true to `iam.kubeop.dev/v1alpha1` custom resources.
+
+pub mod api;
+pub mod controller;
+pub mod crds;
+pub mod credentials;
+pub mod document;
+pub mod error;
+pub mod iam;
+pub mod metrics;
+pub mod settings;
+pub mod status;

@@ -1,0 +1,167 @@
+//! The iam-operator binary: flags, logging, AWS and Kubernetes clients, controllers.
+
+use clap::{Parser, ValueEnum};
+use iam_operator::api::{DeletionPolicy, IamPolicy};
+use iam_operator::controller::Engine;
+use iam_operator::controller::runtime::{Context, KubeDependencies, run};
+use iam_operator::iam::AwsIam;
+use iam_operator::metrics::{Metrics, serve};
+use iam_operator::settings::{DenyList, Settings};
+use kube::api::{Api, ListParams};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DeletionPolicyArg {
+    Delete,
+    Retain,
+}
+
+/// Manages AWS IAM policies, groups, users and their credentials from Kubernetes resources.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Name of this cluster, part of the owner tag on every IAM entity the operator creates.
+    #[arg(long, env = "IAM_OPERATOR_CLUSTER_NAME", default_value = "default")]
+    cluster_name: String,
+    /// Namespace to watch (repeatable, or comma-separated in the env var). Default: all.
+    #[arg(long, env = "IAM_OPERATOR_WATCH_NAMESPACE", value_delimiter = ',')]
+    watch_namespace: Vec<String>,
+    /// Every managed IAM entity must sit under this path.
+    #[arg(long, env = "IAM_OPERATOR_IAM_PATH_PREFIX", default_value = "/")]
+    iam_path_prefix: String,
+    /// ARN of a permissions boundary forced onto every user.
+    #[arg(long, env = "IAM_OPERATOR_REQUIRED_PERMISSIONS_BOUNDARY")]
+    required_permissions_boundary: Option<String>,
+    /// Glob of policy ARNs that may never be attached (repeatable, comma-separated in env).
+    #[arg(long, env = "IAM_OPERATOR_DENY_POLICY_ARN", value_delimiter = ',')]
+    deny_policy_arn: Vec<String>,
+    /// Deletion policy of resources that do not set spec.deletionPolicy.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_DEFAULT_DELETION_POLICY",
+        value_enum,
+        default_value = "delete"
+    )]
+    default_deletion_policy: DeletionPolicyArg,
+    /// How often every object is re-checked against IAM (e.g. 10m, 1h).
+    #[arg(long, env = "IAM_OPERATOR_RESYNC_INTERVAL", default_value = "10m")]
+    resync_interval: kube::core::Duration,
+    /// Reconciles run at once per kind.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_MAX_CONCURRENT_RECONCILES",
+        default_value_t = 4
+    )]
+    max_concurrent_reconciles: u16,
+    /// Address of the /metrics endpoint.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_METRICS_BIND_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    metrics_bind_address: std::net::SocketAddr,
+    /// Address of /healthz and /readyz.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_HEALTH_PROBE_BIND_ADDRESS",
+        default_value = "0.0.0.0:8081"
+    )]
+    health_probe_bind_address: std::net::SocketAddr,
+    /// Log format.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn start(args: Args) -> Result<(), String> {
+    let settings = Settings {
+        cluster_name: args.cluster_name,
+        iam_path_prefix: args.iam_path_prefix,
+        required_permissions_boundary: args.required_permissions_boundary,
+        deny_policy_arns: DenyList::new(&args.deny_policy_arn)
+            .map_err(|e| format!("invalid --deny-policy-arn: {e}"))?,
+        default_deletion_policy: match args.default_deletion_policy {
+            DeletionPolicyArg::Delete => DeletionPolicy::Delete,
+            DeletionPolicyArg::Retain => DeletionPolicy::Retain,
+        },
+        resync_interval: args.resync_interval.into(),
+    };
+    if !settings.iam_path_prefix.starts_with('/') || !settings.iam_path_prefix.ends_with('/') {
+        return Err("--iam-path-prefix must start and end with '/'".into());
+    }
+
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+    // Fail fast, with the fix in the message, when the cluster or the CRDs are missing.
+    let probe: Api<IamPolicy> = match args.watch_namespace.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    if let Err(e) = probe.list(&ListParams::default().limit(1)).await {
+        return Err(match e {
+            kube::Error::Api(s) if s.code == 404 => {
+                "the iam.kubeop.dev CRDs are not installed: run `kubectl apply -f crds/`".into()
+            }
+            other => format!("cannot reach the Kubernetes API: {other}"),
+        });
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    for addr in [args.metrics_bind_address, args.health_probe_bind_address] {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve(addr, m).await {
+                tracing::error!(%addr, error = %e, "cannot serve metrics/health");
+            }
+        });
+    }
+    let engine = Engine {
+        iam: Arc::new(AwsIam::from_env().await),
+        settings,
+        deps: Arc::new(KubeDependencies {
+            client: client.clone(),
+        }),
+    };
+    let ctx = Arc::new(Context::new(engine, client, metrics.clone()));
+    metrics.set_ready(true);
+    tracing::info!("iam-operator started");
+    run(ctx, &args.watch_namespace, args.max_concurrent_reconciles).await;
+    tracing::info!("iam-operator stopped");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    match start(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            eprintln!("iam-operator: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,379 @@
+"""The iam-operator IAM emulator: moto's server plus strict_iam.py and test controls.
+
+    python server.py [--host 127.0.0.1] --port N [--log-requests]
+
+Prints exactly one line on stdout, ``READY http://HOST:PORT``, once the socket
+is listening (``--port 0`` picks a free port; read it from that line), then
+serves until SIGTERM/SIGINT. Logs go to stderr; per-request logs only with
+--log-requests, so a caller that never drains stderr cannot stall the server.
+
+Environment: INITIAL_NO_AUTH_ACTION_COUNT (moto's authentication switch) is
+honoured as moto reads it. MOTO_IAM_LOAD_MANAGED_POLICIES defaults to "true"
+here (real IAM has the AWS managed policies); set it to "false" to skip them.
+
+Test controls live under /_emulator/ (JSON) and never go through moto's
+authentication; see README.md for the full contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+def _json_response(start_response: StartResponse, status: int, payload: Any) -> list[bytes]:
+    body = json.dumps(payload, sort_keys=True).encode()
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+    start_response(
+        f"{status} {reason.get(status, 'Unknown')}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+class FaultError(ValueError):
+    pass
+
+
+class Fault:
+    """One fault rule: the next `count` IAM requests whose Action matches fail
+    (or are delayed, or have their response dropped)."""
+
+    _next_id = 1
+
+    def __init__(self, spec: Any) -> None:
+        if not isinstance(spec, dict):
+            raise FaultError("a fault is a JSON object")
+        unknown = set(spec) - {"action", "code", "status", "message", "count", "drop", "delay_ms"}
+        if unknown:
+            raise FaultError(f"unknown fault fields: {sorted(unknown)}")
+        action = spec.get("action")
+        if not isinstance(action, str) or not action:
+            raise FaultError('"action" (an IAM Action name or "*") is required')
+        self.action = action
+        self.code = spec.get("code")
+        self.drop = spec.get("drop", False)
+        if self.drop is True:
+            self.drop = "close"
+        if self.drop not in (False, None, "close", "500"):
+            raise FaultError('"drop" is true, "close" or "500"')
+        self.drop = self.drop or None
+        self.delay_ms = spec.get("delay_ms", 0)
+        if not isinstance(self.delay_ms, (int, float)) or self.delay_ms < 0:
+            raise FaultError('"delay_ms" is a non-negative number')
+        if self.code is not None and not isinstance(self.code, str):
+            raise FaultError('"code" is a string')
+        if self.code and self.drop:
+            raise FaultError('"code" and "drop" exclude each other')
+        if not (self.code or self.drop or self.delay_ms):
+            raise FaultError('a fault needs "code", "drop" or "delay_ms"')
+        self.status = int(
+            spec.get("status", 500 if self.code in ("ServiceFailure", "InternalFailure") else 400)
+        )
+        if not 400 <= self.status <= 599:
+            raise FaultError('"status" is an HTTP error status (400-599)')
+        self.message = str(spec.get("message", self.code or ""))
+        self.count = int(spec.get("count", 1))
+        if self.count == 0 or self.count < -1:
+            raise FaultError('"count" is a positive number, or -1 for "until cleared"')
+        self.id = Fault._next_id
+        Fault._next_id += 1
+
+    def matches(self, action: str) -> bool:
+        return self.count != 0 and self.action in ("*", action)
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "action": self.action, "count": self.count}
+        if self.code:
+            out.update(code=self.code, status=self.status, message=self.message)
+        if self.drop:
+            out["drop"] = self.drop
+        if self.delay_ms:
+            out["delay_ms"] = self.delay_ms
+        return out
+
+
+class Controls:
+    """Fault rules and call counters, shared by all request threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: dict[str, Counter[str]] = {}
+        self.faults: list[Fault] = []
+
+    def record(self, service: str, action: str) -> Fault | None:
+        with self.lock:
+            self.calls.setdefault(service, Counter())[action] += 1
+            if service != "iam":
+                return None
+            for fault in self.faults:
+                if fault.matches(action):
+                    if fault.count > 0:
+                        fault.count -= 1
+                    if fault.count == 0:
+                        self.faults.remove(fault)
+                    return fault
+            return None
+
+    def clear(self) -> None:
+        with self.lock:
+            self.calls.clear()
+            self.faults.clear()
+
+
+def _request_service_action(environ: Environ) -> tuple[str | None, str | None]:
+    """(signing service, Action) of a query-protocol request, as moto routes it."""
+    service = None
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if auth.startswith("AWS4-HMAC-SHA256"):
+        try:
+            scope = auth.split("Credential=", 1)[1].split(",", 1)[0]
+            service = scope.split("/")[3].lower()
+        except IndexError:
+            service = None
+    params: dict[str, list[str]] = parse_qs(environ.get("QUERY_STRING", ""))
+    if "Action" not in params and environ.get("REQUEST_METHOD") == "POST":
+        content_type = environ.get("CONTENT_TYPE", "")
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            body = environ["wsgi.input"].read(length) if length > 0 else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            params = parse_qs(body.decode("utf-8", "replace"))
+    actions = params.get("Action")
+    return service, (actions[0] if actions else None)
+
+
+class EmulatorApp:
+    """WSGI middleware in front of moto's DomainDispatcherApplication."""
+
+    def __init__(self, moto_app: Callable[..., Iterable[bytes]], controls: Controls) -> None:
+        self.moto_app = moto_app
+        self.controls = controls
+        # moto's backends are not thread-safe (a listing can meet a dict that
+        # another request thread is growing); real IAM answers each request
+        # against one consistent state, so moto handles one request at a time.
+        self.moto_lock = threading.Lock()
+
+    def call_moto(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        with self.moto_lock:
+            result = self.moto_app(environ, start_response)
+            try:
+                body = b"".join(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close:
+                    close()
+        return [body]
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/_emulator" or path.startswith("/_emulator/"):
+            return self.control(environ, start_response, path[len("/_emulator") :].strip("/"))
+        if path.rstrip("/") == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
+            self.controls.clear()
+            return self.call_moto(environ, start_response)
+
+        service, action = _request_service_action(environ)
+        if not (service and action):
+            return self.call_moto(environ, start_response)
+        fault = self.controls.record(service, action)
+        if fault is None:
+            return self.call_moto(environ, start_response)
+        if fault.delay_ms:
+            time.sleep(fault.delay_ms / 1000.0)
+        if fault.code:
+            return self.iam_error(start_response, fault.status, fault.code, fault.message)
+        if fault.drop:
+            # The action takes effect; its response never reaches the client.
+            self.run_and_discard(environ)
+            if fault.drop == "500":
+                return self.iam_error(
+                    start_response,
+                    500,
+                    "ServiceFailure",
+                    "Request processing has failed due to some unknown error, exception or failure.",
+                )
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            # werkzeug treats this as a dropped connection and writes nothing.
+            raise ConnectionAbortedError("response dropped by iam-emulator fault")
+        return self.call_moto(environ, start_response)
+
+    def run_and_discard(self, environ: Environ) -> None:
+        self.call_moto(environ, lambda *args, **kwargs: lambda data: None)
+
+    @staticmethod
+    def iam_error(
+        start_response: StartResponse, status: int, code: str, message: str
+    ) -> list[bytes]:
+        from strict_iam import iam_error_body
+        import secrets
+
+        request_id = secrets.token_hex(16)
+        body = iam_error_body(code, message, sender=status < 500, request_id=request_id).encode()
+        start_response(
+            f"{status} {code}",
+            [
+                ("Content-Type", "text/xml"),
+                ("Content-Length", str(len(body))),
+                ("x-amzn-RequestId", request_id),
+            ],
+        )
+        return [body]
+
+    def control(self, environ: Environ, start_response: StartResponse, route: str) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        c = self.controls
+        if route == "health" and method == "GET":
+            return _json_response(start_response, 200, {"status": "ok"})
+        if route == "reset" and method == "POST":
+            from moto.moto_api._internal.models import moto_api_backend
+
+            with self.moto_lock:
+                moto_api_backend.reset()
+            c.clear()
+            return _json_response(start_response, 200, {"status": "ok"})
+        if route == "calls":
+            if method == "GET":
+                query = parse_qs(environ.get("QUERY_STRING", ""))
+                service = query.get("service", ["iam"])[0]
+                with c.lock:
+                    counts = dict(c.calls.get(service, Counter()))
+                return _json_response(start_response, 200, counts)
+            if method == "DELETE":
+                with c.lock:
+                    c.calls.clear()
+                return _json_response(start_response, 200, {})
+            return _json_response(start_response, 405, {"error": "GET or DELETE"})
+        if route == "faults":
+            if method == "GET":
+                with c.lock:
+                    active = [f.describe() for f in c.faults]
+                return _json_response(start_response, 200, {"faults": active})
+            if method == "DELETE":
+                with c.lock:
+                    cleared = len(c.faults)
+                    c.faults.clear()
+                return _json_response(start_response, 200, {"cleared": cleared})
+            if method == "POST":
+                try:
+                    length = int(environ.get("CONTENT_LENGTH") or 0)
+                    raw = environ["wsgi.input"].read(length) if length > 0 else b""
+                    spec = json.loads(raw or b"null")
+                    specs = spec if isinstance(spec, list) else [spec]
+                    faults = [Fault(s) for s in specs]
+                except (ValueError, TypeError) as err:
+                    return _json_response(start_response, 400, {"error": str(err)})
+                with c.lock:
+                    c.faults.extend(faults)
+                described = [f.describe() for f in faults]
+                return _json_response(
+                    start_response, 200, described if isinstance(spec, list) else described[0]
+                )
+            return _json_response(start_response, 405, {"error": "GET, POST or DELETE"})
+        return _json_response(start_response, 404, {"error": f"no control {route!r}"})
+
+
+def warm_up(moto_app: Callable[..., Iterable[bytes]]) -> None:
+    """Send one IAM and one STS request in-process before READY, so that the
+    first real request does not pay for building moto's Flask apps, the IAM
+    backend and the botocore models (about a second)."""
+    from werkzeug.test import Client
+
+    from moto.core.responses import ActionAuthenticatorMixin
+
+    client = Client(moto_app)
+    for service, body in (
+        ("iam", "Action=ListUsers&Version=2010-05-08"),
+        ("sts", "Action=GetCallerIdentity&Version=2011-06-15"),
+    ):
+        auth = (
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20200101/us-east-1/"
+            f"{service}/aws4_request, SignedHeaders=host, Signature=0"
+        )
+        client.post(
+            "/",
+            data=body,
+            headers={"Authorization": auth, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+    # The warm-up must not use up INITIAL_NO_AUTH_ACTION_COUNT's free requests.
+    ActionAuthenticatorMixin.request_count = 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    parser.add_argument("--log-requests", action="store_true", help="log each request to stderr")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    sys.path.insert(0, HERE)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    from werkzeug.serving import make_server
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+
+    import strict_iam
+
+    strict_iam.install()
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.log_requests else logging.ERROR)
+
+    app = EmulatorApp(DomainDispatcherApplication(create_backend_app), Controls())
+    server = make_server(
+        args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    port = server.server_address[1]
+    os.environ.setdefault("MOTO_PORT", str(port))
+    warm_up(app.moto_app)
+    # Everything loaded so far (botocore models, moto, the policy prototypes)
+    # lives until exit: keep it out of the collector's full passes, which
+    # otherwise cost ~0.2 s each and run often while a reset churns objects.
+    gc.collect()
+    gc.freeze()
+    print(f"READY http://{args.host}:{port}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,636 @@
+"""Real-IAM strictness on top of moto 5.2.5's IAM backend.
+
+moto is lax where real IAM refuses, and lacks a few operations an IAM operator
+calls. Everything here is a monkeypatch applied by ``install()``, which
+server.py calls before serving. Only behaviour that moto 5.2.5 gets wrong or
+lacks is patched; see README.md for the list and for what moto already does.
+
+State added here (permissions boundaries of users, service-specific
+credentials) lives on moto's own ``User`` objects, so moto's
+``POST /moto-api/reset`` clears it along with everything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import secrets
+import string
+from typing import Any
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.core.serialize import never_return
+from moto.core.utils import utcnow
+from moto.iam import models as iam_models
+from moto.iam import responses as iam_responses
+from moto.iam.exceptions import (
+    DeleteConflictException,
+    IAMException,
+    InvalidInput,
+    LimitExceededException,
+    NotFoundException,
+)
+
+IAMBackend = iam_models.IAMBackend
+IamResponse = iam_responses.IamResponse
+User = iam_models.User
+ManagedPolicy = iam_models.ManagedPolicy
+
+# Real IAM's default quotas (adjustable in a real account; the defaults are what
+# a new account has).
+MANAGED_POLICIES_PER_USER = 10
+MANAGED_POLICIES_PER_GROUP = 10
+GROUPS_PER_USER = 10
+SERVICE_CREDENTIALS_PER_USER_PER_SERVICE = 2
+SUPPORTED_CREDENTIAL_SERVICES = ("codecommit.amazonaws.com", "cassandra.amazonaws.com")
+# The symbols IAM's password policy counts as symbols.
+PASSWORD_SYMBOLS = set("!@#$%^&*()_+-=[]{}|'")
+
+_INSTALLED = False
+
+
+class NotSupportedService(IAMException):
+    code = "NotSupportedService"  # HTTP 404 per the IAM model
+
+
+class PasswordPolicyViolation(IAMException):
+    code = "PasswordPolicyViolation"  # HTTP 400 per the IAM model
+
+
+def _conflict(message: str) -> DeleteConflictException:
+    return DeleteConflictException(message)
+
+
+# --------------------------------------------------------------------------
+# DeleteUser / DeleteGroup / DeletePolicy: refuse while dependents exist.
+# --------------------------------------------------------------------------
+
+
+def _service_credentials(user: Any) -> dict[str, ServiceSpecificCredential]:
+    creds = user.__dict__.get("emulator_service_credentials")
+    if creds is None:
+        creds = {}
+        user.__dict__["emulator_service_credentials"] = creds
+    return creds
+
+
+def _patch_deletes() -> None:
+    orig_delete_user = IAMBackend.delete_user
+    orig_delete_group = IAMBackend.delete_group
+    orig_delete_policy = IAMBackend.delete_policy
+
+    def delete_user(self: IAMBackend, user_name: str) -> None:
+        user = self.get_user(user_name)
+        if user.password:
+            raise _conflict("Cannot delete entity, must delete login profile first.")
+        if user.access_keys:
+            raise _conflict("Cannot delete entity, must delete access keys first.")
+        if user.signing_certificates:
+            raise _conflict("Cannot delete entity, must delete signing certificates first.")
+        if user.ssh_public_keys:
+            raise _conflict("Cannot delete entity, must delete SSH public keys first.")
+        if _service_credentials(user):
+            raise _conflict("Cannot delete entity, must delete service specific credentials first.")
+        if user.mfa_devices:
+            raise _conflict("Cannot delete entity, must delete MFA device first.")
+        if self.get_groups_for_user(user_name):
+            raise _conflict("Cannot delete entity, must remove users from group first.")
+        # moto itself refuses attached ("must detach all policies first") and
+        # inline ("must delete policies first") policies.
+        orig_delete_user(self, user_name)
+
+    def delete_group(self: IAMBackend, group_name: str) -> None:
+        group = self.get_group(group_name)
+        if group.users:
+            raise _conflict("Cannot delete entity, must remove users from group first.")
+        if group.managed_policies:
+            raise _conflict("Cannot delete entity, must detach all policies first.")
+        if group.policies:
+            raise _conflict("Cannot delete entity, must delete policies first.")
+        orig_delete_group(self, group_name)
+
+    def delete_policy(self: IAMBackend, policy_arn: str) -> None:
+        policy = self.get_policy(policy_arn)
+        entities = [
+            *self.users.values(),
+            *self.groups.values(),
+            *self.roles.values(),
+        ]
+        # Real IAM counts a policy used as a permissions boundary as attached too.
+        if any(policy.arn in e.managed_policies for e in entities) or _boundary_usage(
+            self, policy.arn
+        ):
+            raise _conflict("Cannot delete a policy attached to entities.")
+        if len(policy.versions) > 1:
+            raise _conflict(
+                "This policy has more than one version. Before you delete a policy, "
+                "you must delete the policy's versions. The default version is "
+                "deleted with the policy."
+            )
+        orig_delete_policy(self, policy_arn)
+
+    IAMBackend.delete_user = delete_user
+    IAMBackend.delete_group = delete_group
+    IAMBackend.delete_policy = delete_policy
+
+
+# --------------------------------------------------------------------------
+# Attachment quotas and idempotence.
+# --------------------------------------------------------------------------
+
+
+def _patch_attachments() -> None:
+    orig_attach_user_policy = IAMBackend.attach_user_policy
+    orig_attach_group_policy = IAMBackend.attach_group_policy
+    orig_add_user_to_group = IAMBackend.add_user_to_group
+
+    def attach_user_policy(self: IAMBackend, policy_arn: str, user_name: str) -> None:
+        user = self.get_user(user_name)
+        if policy_arn in user.managed_policies:
+            # Real IAM: attaching an attached policy is a no-op. moto would count
+            # the attachment twice (AttachmentCount 2 for one user).
+            return
+        if len(user.managed_policies) >= MANAGED_POLICIES_PER_USER:
+            raise LimitExceededException(
+                f"Cannot exceed quota for PoliciesPerUser: {MANAGED_POLICIES_PER_USER}"
+            )
+        orig_attach_user_policy(self, policy_arn, user_name)
+
+    def attach_group_policy(self: IAMBackend, policy_arn: str, group_name: str) -> None:
+        group = self.get_group(group_name)
+        if (
+            policy_arn not in group.managed_policies
+            and len(group.managed_policies) >= MANAGED_POLICIES_PER_GROUP
+        ):
+            raise LimitExceededException(
+                f"Cannot exceed quota for PoliciesPerGroup: {MANAGED_POLICIES_PER_GROUP}"
+            )
+        orig_attach_group_policy(self, policy_arn, group_name)
+
+    def add_user_to_group(self: IAMBackend, group_name: str, user_name: str) -> None:
+        user = self.get_user(user_name)
+        group = self.get_group(group_name)
+        if user not in group.users and len(self.get_groups_for_user(user_name)) >= (
+            GROUPS_PER_USER
+        ):
+            raise LimitExceededException(
+                f"Cannot exceed quota for GroupsPerUser: {GROUPS_PER_USER}"
+            )
+        orig_add_user_to_group(self, group_name, user_name)
+
+    IAMBackend.attach_user_policy = attach_user_policy
+    IAMBackend.attach_group_policy = attach_group_policy
+    IAMBackend.add_user_to_group = add_user_to_group
+
+
+# --------------------------------------------------------------------------
+# User permissions boundaries (moto 5.2.5 has them for roles only).
+# --------------------------------------------------------------------------
+
+
+def _boundary_usage(backend: IAMBackend, policy_arn: str) -> list[Any]:
+    users = [u for u in backend.users.values() if u.permissions_boundary_arn == policy_arn]
+    roles = [r for r in backend.roles.values() if r.permissions_boundary_arn == policy_arn]
+    return users + roles
+
+
+def _validate_boundary(backend: IAMBackend, arn: str) -> None:
+    if not backend.policy_arn_regex.match(arn):
+        raise InvalidInput(f"ARN {arn} is not valid.")
+    if arn not in backend.managed_policies:
+        raise NotFoundException(f"Scope ARN: {arn} does not exist or is not attachable.")
+
+
+def _user_permissions_boundary(self: Any) -> dict[str, str] | None:
+    if not self.permissions_boundary_arn:
+        return None
+    return {
+        # The only value of IAM's PermissionsBoundaryAttachmentType enum.
+        "PermissionsBoundaryType": "PermissionsBoundaryPolicy",
+        "PermissionsBoundaryArn": self.permissions_boundary_arn,
+    }
+
+
+def _policy_boundary_usage_count(self: Any) -> int:
+    try:
+        return len(_boundary_usage(self.backend, self.arn))
+    except Exception:  # an AWS managed policy of an account not yet created
+        return 0
+
+
+def _patch_boundaries() -> None:
+    User.permissions_boundary_arn = None
+    User.permissions_boundary = property(_user_permissions_boundary)
+    ManagedPolicy.permissions_boundary_usage_count = property(_policy_boundary_usage_count)
+    # GetAccountAuthorizationDetails' ManagedPolicyDetail names these fields
+    # PolicyName/PolicyId, which moto's serializer cannot map to name/id.
+    ManagedPolicy.policy_name = property(lambda self: self.name)
+    ManagedPolicy.policy_id = property(lambda self: self.id)
+
+    orig_create_user = IamResponse.create_user
+
+    def create_user(self: IamResponse) -> ActionResult:
+        boundary = self._get_param("PermissionsBoundary")
+        if boundary:
+            _validate_boundary(self.backend, boundary)
+        result = orig_create_user(self)
+        if boundary:
+            self.backend.get_user(self._get_param("UserName")).permissions_boundary_arn = boundary
+        return result
+
+    def put_user_permissions_boundary(self: IamResponse) -> ActionResult:
+        user = self.backend.get_user(self._get_param("UserName"))
+        boundary = self._get_param("PermissionsBoundary")
+        _validate_boundary(self.backend, boundary or "")
+        user.permissions_boundary_arn = boundary
+        return EmptyResult()
+
+    def delete_user_permissions_boundary(self: IamResponse) -> ActionResult:
+        user = self.backend.get_user(self._get_param("UserName"))
+        user.permissions_boundary_arn = None
+        return EmptyResult()
+
+    orig_list_entities = IamResponse.list_entities_for_policy
+
+    def list_entities_for_policy(self: IamResponse) -> ActionResult:
+        usage = self._get_param("PolicyUsageFilter")
+        entity_filter = self._get_param("EntityFilter")
+        policy_arn = self._get_param("PolicyArn")
+        self.backend.get_policy(policy_arn)  # NoSuchEntity for an unknown policy
+        if usage == "PermissionsBoundary":
+            result: dict[str, Any] = {
+                "PolicyUsers": [],
+                "PolicyRoles": [],
+                "PolicyGroups": [],
+                "IsTruncated": False,
+            }
+        else:
+            result = dict(orig_list_entities(self).result)  # type: ignore[arg-type]
+        if usage in (None, "", "PermissionsBoundary"):
+            users = list(result["PolicyUsers"])
+            roles = list(result["PolicyRoles"])
+            for entity in _boundary_usage(self.backend, policy_arn):
+                is_user = isinstance(entity, User)
+                if entity_filter and entity_filter != ("User" if is_user else "Role"):
+                    continue
+                target = users if is_user else roles
+                if entity not in target:
+                    target.append(entity)
+            result["PolicyUsers"] = users
+            result["PolicyRoles"] = roles
+        return ActionResult(result)
+
+    IamResponse.create_user = create_user
+    IamResponse.put_user_permissions_boundary = put_user_permissions_boundary
+    IamResponse.delete_user_permissions_boundary = delete_user_permissions_boundary
+    IamResponse.list_entities_for_policy = list_entities_for_policy
+    # Real ListUsers leaves out PermissionsBoundary and Tags ("resource-listing
+    # operations return a subset of the attributes"); moto already drops Tags.
+    IamResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER = {
+        **IamResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER,
+        "ListUsersResponse.Users.User.PermissionsBoundary": never_return,
+    }
+
+
+# --------------------------------------------------------------------------
+# Login profiles: PasswordResetRequired, password policy, partial updates.
+# --------------------------------------------------------------------------
+
+
+def _check_password(backend: IAMBackend, password: str | None) -> None:
+    password = password or ""
+    policy = backend.account_password_policy
+    has_lower = any(c.islower() for c in password)
+    has_upper = any(c.isupper() for c in password)
+    has_digit = any(c.isdigit() for c in password)
+    ok = len(password) <= 128
+    if policy is None:
+        # IAM's default policy: 8..128 characters, three of the four classes.
+        has_other = any(not c.isalnum() for c in password)
+        ok = ok and len(password) >= 8
+        ok = ok and sum([has_lower, has_upper, has_digit, has_other]) >= 3
+    else:
+        ok = ok and len(password) >= (policy.minimum_password_length or 6)
+        if policy.require_lowercase_characters:
+            ok = ok and has_lower
+        if policy.require_uppercase_characters:
+            ok = ok and has_upper
+        if policy.require_numbers:
+            ok = ok and has_digit
+        if policy.require_symbols:
+            ok = ok and any(c in PASSWORD_SYMBOLS for c in password)
+    if not ok:
+        raise PasswordPolicyViolation("Password does not conform to the account password policy.")
+
+
+def _login_profile(user: Any) -> dict[str, Any]:
+    return {
+        "LoginProfile": {
+            "UserName": user.name,
+            "CreateDate": user.create_date,
+            "PasswordResetRequired": bool(user.password_reset_required),
+        }
+    }
+
+
+def _patch_login_profiles() -> None:
+    def create_login_profile(self: IamResponse) -> ActionResult:
+        user_name = self._get_param("UserName")
+        password = self._get_param("Password")
+        reset_required = self._get_bool_param("PasswordResetRequired", False)
+        user = self.backend.get_user(user_name)
+        if not user.password:
+            _check_password(self.backend, password)
+        user = self.backend.create_login_profile(user_name, password)
+        user.password_reset_required = reset_required
+        return ActionResult(_login_profile(user))
+
+    def update_login_profile(self: IamResponse) -> ActionResult:
+        # moto sets the password to None (deleting the login profile) when only
+        # PasswordResetRequired is sent; real IAM changes only what is sent.
+        user_name = self._get_param("UserName")
+        password = self._get_param("Password")
+        reset_required = self._get_bool_param("PasswordResetRequired", None)
+        user = self.backend.get_login_profile(user_name)  # NoSuchEntity if none
+        if password is not None:
+            _check_password(self.backend, password)
+            user.password = password
+        if reset_required is not None:
+            user.password_reset_required = reset_required
+        return EmptyResult()
+
+    IamResponse.create_login_profile = create_login_profile
+    IamResponse.update_login_profile = update_login_profile
+
+
+# --------------------------------------------------------------------------
+# Service-specific credentials (absent from moto 5.2.5).
+# --------------------------------------------------------------------------
+
+
+def _random_id(prefix: str) -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(17))
+
+
+def _random_service_password() -> str:
+    return base64.b64encode(secrets.token_bytes(33)).decode()
+
+
+class ServiceSpecificCredential:
+    """Attribute names follow the IAM model so moto's serializer finds them."""
+
+    def __init__(self, user: Any, service_name: str) -> None:
+        self.user_name = user.name
+        self.service_name = service_name
+        self.service_user_name = f"{user.name}-at-{user.account_id}"
+        self.service_password = _random_service_password()
+        self.service_specific_credential_id = _random_id("ACCA")
+        self.create_date = utcnow()
+        self.status = "Active"
+
+
+def _patch_service_credentials() -> None:
+    def _user(self: IamResponse) -> Any:
+        user_name = self._get_param("UserName")
+        if not user_name:
+            found = self.backend.get_user_from_access_key_id(self.get_access_key())
+            if found is None:
+                raise NotFoundException("The user with name None cannot be found.")
+            return found
+        return self.backend.get_user(user_name)
+
+    def _credential(self: IamResponse) -> ServiceSpecificCredential:
+        user = _user(self)
+        cred_id = self._get_param("ServiceSpecificCredentialId")
+        cred = _service_credentials(user).get(cred_id)
+        if cred is None:
+            raise NotFoundException(
+                f"The Service Specific Credential with id {cred_id} cannot be found."
+            )
+        return cred
+
+    def create_service_specific_credential(self: IamResponse) -> ActionResult:
+        user = _user(self)
+        service = self._get_param("ServiceName")
+        if service not in SUPPORTED_CREDENTIAL_SERVICES:
+            raise NotSupportedService(
+                f"No such service {service} is supported for Service Specific Credentials"
+            )
+        creds = _service_credentials(user)
+        if (
+            sum(1 for c in creds.values() if c.service_name == service)
+            >= SERVICE_CREDENTIALS_PER_USER_PER_SERVICE
+        ):
+            raise LimitExceededException(
+                "Cannot exceed quota for ServiceSpecificCredentialsPerUserPerService: "
+                f"{SERVICE_CREDENTIALS_PER_USER_PER_SERVICE}"
+            )
+        cred = ServiceSpecificCredential(user, service)
+        creds[cred.service_specific_credential_id] = cred
+        return ActionResult({"ServiceSpecificCredential": cred})
+
+    def list_service_specific_credentials(self: IamResponse) -> ActionResult:
+        user = _user(self)
+        service = self._get_param("ServiceName")
+        creds = [
+            c
+            for c in _service_credentials(user).values()
+            if not service or c.service_name == service
+        ]
+        return ActionResult({"ServiceSpecificCredentials": creds, "IsTruncated": False})
+
+    def update_service_specific_credential(self: IamResponse) -> ActionResult:
+        _credential(self).status = self._get_param("Status")
+        return EmptyResult()
+
+    def reset_service_specific_credential(self: IamResponse) -> ActionResult:
+        cred = _credential(self)
+        cred.service_password = _random_service_password()
+        return ActionResult({"ServiceSpecificCredential": cred})
+
+    def delete_service_specific_credential(self: IamResponse) -> ActionResult:
+        cred = _credential(self)
+        del _service_credentials(self.backend.get_user(cred.user_name))[
+            cred.service_specific_credential_id
+        ]
+        return EmptyResult()
+
+    IamResponse.create_service_specific_credential = create_service_specific_credential
+    IamResponse.list_service_specific_credentials = list_service_specific_credentials
+    IamResponse.update_service_specific_credential = update_service_specific_credential
+    IamResponse.reset_service_specific_credential = reset_service_specific_credential
+    IamResponse.delete_service_specific_credential = delete_service_specific_credential
+
+
+# --------------------------------------------------------------------------
+# Pagination of ListUsers and GetAccountAuthorizationDetails.
+# --------------------------------------------------------------------------
+
+
+def _encode_marker(position: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def _decode_marker(marker: str) -> list[Any]:
+    try:
+        position = json.loads(base64.urlsafe_b64decode(marker.encode()))
+        if isinstance(position, list):
+            return position
+    except ValueError:
+        pass
+    raise InvalidInput("Invalid Marker.")
+
+
+def _max_items(self: IamResponse) -> int:
+    value = self._get_int_param("MaxItems") or 100
+    if not 1 <= value <= 1000:
+        raise InvalidInput(
+            f"1 validation error detected: Value '{value}' at 'maxItems' failed to "
+            "satisfy constraint: Member must have value between 1 and 1000"
+        )
+    return value
+
+
+def _page(self: IamResponse, keyed: list[tuple[list[Any], Any]]) -> tuple[list[Any], str | None]:
+    """Pages items sorted by key; the marker is the key of the next page's first
+    item, so deletions between pages skip nothing."""
+    keyed = sorted(keyed, key=lambda kv: kv[0])
+    marker = self._get_param("Marker")
+    if marker:
+        start_key = _decode_marker(marker)
+        keyed = [kv for kv in keyed if kv[0] >= start_key]
+    limit = _max_items(self)
+    page, rest = keyed[:limit], keyed[limit:]
+    return page, (_encode_marker(rest[0][0]) if rest else None)
+
+
+def _patch_pagination() -> None:
+    orig_list_users = IamResponse.list_users
+    orig_gaad = IamResponse.get_account_authorization_details
+
+    def list_users(self: IamResponse) -> ActionResult:
+        result = dict(orig_list_users(self).result)  # type: ignore[arg-type]
+        page, next_marker = _page(self, [([u.name], u) for u in result["Users"]])
+        result["Users"] = [u for _, u in page]
+        result["IsTruncated"] = next_marker is not None
+        if next_marker:
+            result["Marker"] = next_marker
+        return ActionResult(result)
+
+    lists = ("UserDetailList", "GroupDetailList", "RoleDetailList", "Policies")
+
+    def get_account_authorization_details(self: IamResponse) -> ActionResult:
+        result = dict(orig_gaad(self).result)  # type: ignore[arg-type]
+        keyed: list[tuple[list[Any], Any]] = []
+        for index, name in enumerate(lists):
+            for item in result[name]:
+                if name == "Policies":
+                    # Real IAM lists AWS managed policies only while in use.
+                    if (
+                        isinstance(item, iam_models.AWSManagedPolicy)
+                        and not item.attachment_count
+                        and not _boundary_usage(self.backend, item.arn)
+                    ):
+                        continue
+                    keyed.append(([index, item.arn], item))
+                else:
+                    keyed.append(([index, item.name], item))
+        page, next_marker = _page(self, keyed)
+        for index, name in enumerate(lists):
+            result[name] = [item for key, item in page if key[0] == index]
+        result["IsTruncated"] = next_marker is not None
+        if next_marker:
+            result["Marker"] = next_marker
+        return ActionResult(result)
+
+    IamResponse.list_users = list_users
+    IamResponse.get_account_authorization_details = get_account_authorization_details
+
+
+# --------------------------------------------------------------------------
+# Unknown actions: an IAM-style error instead of moto's HTML 500.
+# --------------------------------------------------------------------------
+
+
+def iam_error_body(
+    code: str, message: str, sender: bool = True, request_id: str | None = None
+) -> str:
+    """An IAM (query protocol) ErrorResponse document, as real IAM sends it."""
+    from xml.sax.saxutils import escape
+
+    request_id = request_id or secrets.token_hex(16)
+    return (
+        '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
+        f"<Error><Type>{'Sender' if sender else 'Receiver'}</Type>"
+        f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    )
+
+
+def _patch_unknown_actions() -> None:
+    orig_call_action = IamResponse.call_action
+
+    def call_action(self: IamResponse) -> Any:
+        try:
+            return orig_call_action(self)
+        except NotImplementedError:
+            action = self._get_action()
+            body = iam_error_body(
+                "InvalidAction",
+                f"The action {action} is not valid for this web service "
+                "(not implemented by the iam-operator IAM emulator).",
+            )
+            return 400, {"Content-Type": "text/xml"}, body
+
+    IamResponse.call_action = call_action
+
+
+# --------------------------------------------------------------------------
+# Speed: build the ~1600 AWS managed policies once, not on every reset.
+# --------------------------------------------------------------------------
+
+
+def _clone_aws_policy(proto: Any) -> Any:
+    clone = copy.copy(proto)
+    clone.attachment_count = 0
+    clone.tags = dict(proto.tags)
+    clone.versions = [copy.copy(v) for v in proto.versions]
+    return clone
+
+
+def _patch_aws_policy_cache() -> None:
+    """moto parses its 175k-line policy file for every IAM backend it creates,
+    which happens twice per /moto-api/reset; clones of one parse are enough."""
+    orig_init = IAMBackend._init_aws_policies
+    prototypes: dict[tuple[str, str], list[Any]] = {}
+
+    def _init_aws_policies(self: IAMBackend) -> list[Any]:
+        # moto creates the IAM backend of every partition (aws-cn, aws-us-gov,
+        # ...) as soon as anything iterates them; the operator and its tests
+        # only use "aws", so the others get no AWS managed policies.
+        if self.region_name != "aws":
+            return []
+        key = (self.account_id, self.region_name)
+        if key not in prototypes:
+            prototypes[key] = orig_init(self)
+        return [_clone_aws_policy(p) for p in prototypes[key]]
+
+    IAMBackend._init_aws_policies = _init_aws_policies
+
+
+def install() -> None:
+    """Apply every patch once. Call before the server handles a request."""
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    _patch_deletes()
+    _patch_attachments()
+    _patch_boundaries()
+    _patch_login_profiles()
+    _patch_service_credentials()
+    _patch_pagination()
+    _patch_unknown_actions()
+    _patch_aws_policy_cache()
+    _INSTALLED = True

@@ -1,0 +1,726 @@
+"""Tests of the IAM emulator through boto3, against the real server process.
+
+"$(scripts/emulator.sh python)" -m pytest -q tools/iam-emulator
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any, Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+ACCOUNT = "123456789012"
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+ALLOW_ALL = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+)
+
+
+class Emulator:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()  # blocks until READY or exit
+        assert line.startswith("READY http://127.0.0.1:"), f"unexpected first line {line!r}"
+        self.startup_seconds = time.monotonic() - started
+        self.url = line.split(" ", 1)[1]
+
+    def client(self, service: str = "iam", **creds: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=creds.get("key", "AKIAIOSFODNN7EXAMPLE"),
+            aws_secret_access_key=creds.get("secret", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            config=NO_RETRIES,
+        )
+
+    def control(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def stop(self) -> float:
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        return time.monotonic() - started
+
+
+def server_argv() -> list[str]:
+    return [sys.executable, os.path.join(HERE, "server.py"), "--port", "0"]
+
+
+@pytest.fixture(scope="session")
+def emu() -> Iterator[Emulator]:
+    e = Emulator(server_argv())
+    yield e
+    e.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh(request: pytest.FixtureRequest) -> None:
+    if "emu" in request.fixturenames:
+        emu: Emulator = request.getfixturevalue("emu")
+        assert emu.control("POST", "/_emulator/reset")[0] == 200
+
+
+@pytest.fixture
+def iam(emu: Emulator) -> Any:
+    return emu.client()
+
+
+def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int, str]:
+    err = exc.value.response
+    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
+
+
+def make_policy(iam: Any, name: str = "p") -> str:
+    return iam.create_policy(PolicyName=name, PolicyDocument=ALLOW_ALL)["Policy"]["Arn"]
+
+
+def pem_certificate() -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "iam-emulator-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def ssh_public_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+
+
+# ---------------------------------------------------------------- DeleteUser
+
+
+def _access_key(iam: Any, user: str) -> Any:
+    key = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
+    return lambda: iam.delete_access_key(UserName=user, AccessKeyId=key)
+
+
+def _login_profile(iam: Any, user: str) -> Any:
+    iam.create_login_profile(UserName=user, Password="Str0ng!Passw0rd")
+    return lambda: iam.delete_login_profile(UserName=user)
+
+
+def _group(iam: Any, user: str) -> Any:
+    iam.create_group(GroupName="g")
+    iam.add_user_to_group(GroupName="g", UserName=user)
+    return lambda: iam.remove_user_from_group(GroupName="g", UserName=user)
+
+
+def _attached_policy(iam: Any, user: str) -> Any:
+    arn = make_policy(iam)
+    iam.attach_user_policy(UserName=user, PolicyArn=arn)
+    return lambda: iam.detach_user_policy(UserName=user, PolicyArn=arn)
+
+
+def _inline_policy(iam: Any, user: str) -> Any:
+    iam.put_user_policy(UserName=user, PolicyName="inline", PolicyDocument=ALLOW_ALL)
+    return lambda: iam.delete_user_policy(UserName=user, PolicyName="inline")
+
+
+def _mfa_device(iam: Any, user: str) -> Any:
+    serial = iam.create_virtual_mfa_device(VirtualMFADeviceName="mfa")["VirtualMFADevice"][
+        "SerialNumber"
+    ]
+    iam.enable_mfa_device(
+        UserName=user,
+        SerialNumber=serial,
+        AuthenticationCode1="123456",
+        AuthenticationCode2="654321",
+    )
+    return lambda: iam.deactivate_mfa_device(UserName=user, SerialNumber=serial)
+
+
+def _signing_certificate(iam: Any, user: str) -> Any:
+    cert_id = iam.upload_signing_certificate(UserName=user, CertificateBody=pem_certificate())[
+        "Certificate"
+    ]["CertificateId"]
+    return lambda: iam.delete_signing_certificate(UserName=user, CertificateId=cert_id)
+
+
+def _ssh_key(iam: Any, user: str) -> Any:
+    key_id = iam.upload_ssh_public_key(UserName=user, SSHPublicKeyBody=ssh_public_key())[
+        "SSHPublicKey"
+    ]["SSHPublicKeyId"]
+    return lambda: iam.delete_ssh_public_key(UserName=user, SSHPublicKeyId=key_id)
+
+
+def _service_credential(iam: Any, user: str) -> Any:
+    cred_id = iam.create_service_specific_credential(
+        UserName=user, ServiceName="codecommit.amazonaws.com"
+    )["ServiceSpecificCredential"]["ServiceSpecificCredentialId"]
+    return lambda: iam.delete_service_specific_credential(
+        UserName=user, ServiceSpecificCredentialId=cred_id
+    )
+
+
+@pytest.mark.parametrize(
+    "attach, message",
+    [
+        (_access_key, "Cannot delete entity, must delete access keys first."),
+        (_login_profile, "Cannot delete entity, must delete login profile first."),
+        (_group, "Cannot delete entity, must remove users from group first."),
+        (_attached_policy, "Cannot delete entity, must detach all policies first."),
+        (_inline_policy, "Cannot delete entity, must delete policies first."),
+        (_mfa_device, "Cannot delete entity, must delete MFA device first."),
+        (_signing_certificate, "Cannot delete entity, must delete signing certificates first."),
+        (_ssh_key, "Cannot delete entity, must delete SSH public keys first."),
+        (
+            _service_credential,
+            "Cannot delete entity, must delete service specific credentials first.",
+        ),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else "",
+)
+def test_delete_user_refused_while_user_has_dependents(iam: Any, attach: Any, message: str) -> None:
+    iam.create_user(UserName="alice")
+    detach = attach(iam, "alice")
+    with pytest.raises(ClientError) as exc:
+        iam.delete_user(UserName="alice")
+    assert error_of(exc) == ("DeleteConflict", 409, message)
+    iam.get_user(UserName="alice")  # still there
+    detach()
+    iam.delete_user(UserName="alice")
+    with pytest.raises(ClientError) as exc:
+        iam.get_user(UserName="alice")
+    assert error_of(exc)[:2] == ("NoSuchEntity", 404)
+
+
+# ---------------------------------------------------------------- DeleteGroup
+
+
+def test_delete_group_refused_while_group_has_members_or_policies(iam: Any) -> None:
+    iam.create_group(GroupName="devs")
+    iam.create_user(UserName="bob")
+    arn = make_policy(iam)
+    iam.add_user_to_group(GroupName="devs", UserName="bob")
+    iam.attach_group_policy(GroupName="devs", PolicyArn=arn)
+    iam.put_group_policy(GroupName="devs", PolicyName="inline", PolicyDocument=ALLOW_ALL)
+
+    steps = [
+        (
+            "Cannot delete entity, must remove users from group first.",
+            lambda: iam.remove_user_from_group(GroupName="devs", UserName="bob"),
+        ),
+        (
+            "Cannot delete entity, must detach all policies first.",
+            lambda: iam.detach_group_policy(GroupName="devs", PolicyArn=arn),
+        ),
+        (
+            "Cannot delete entity, must delete policies first.",
+            lambda: iam.delete_group_policy(GroupName="devs", PolicyName="inline"),
+        ),
+    ]
+    for message, remove in steps:
+        with pytest.raises(ClientError) as exc:
+            iam.delete_group(GroupName="devs")
+        assert error_of(exc) == ("DeleteConflict", 409, message)
+        remove()
+    iam.delete_group(GroupName="devs")
+    assert iam.list_groups()["Groups"] == []
+
+
+# ---------------------------------------------------------------- DeletePolicy
+
+ATTACHED = "Cannot delete a policy attached to entities."
+
+
+def _assert_delete_policy_refused(iam: Any, arn: str, message: str) -> None:
+    with pytest.raises(ClientError) as exc:
+        iam.delete_policy(PolicyArn=arn)
+    assert error_of(exc) == ("DeleteConflict", 409, message)
+
+
+@pytest.mark.parametrize("kind", ["user", "group", "role", "user-boundary", "role-boundary"])
+def test_delete_policy_refused_while_attached(iam: Any, kind: str) -> None:
+    arn = make_policy(iam)
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ec2.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+    if kind == "user":
+        iam.create_user(UserName="u")
+        iam.attach_user_policy(UserName="u", PolicyArn=arn)
+        undo = lambda: iam.detach_user_policy(UserName="u", PolicyArn=arn)  # noqa: E731
+    elif kind == "group":
+        iam.create_group(GroupName="g")
+        iam.attach_group_policy(GroupName="g", PolicyArn=arn)
+        undo = lambda: iam.detach_group_policy(GroupName="g", PolicyArn=arn)  # noqa: E731
+    elif kind == "role":
+        iam.create_role(RoleName="r", AssumeRolePolicyDocument=trust)
+        iam.attach_role_policy(RoleName="r", PolicyArn=arn)
+        undo = lambda: iam.detach_role_policy(RoleName="r", PolicyArn=arn)  # noqa: E731
+    elif kind == "user-boundary":
+        iam.create_user(UserName="u")
+        iam.put_user_permissions_boundary(UserName="u", PermissionsBoundary=arn)
+        undo = lambda: iam.delete_user_permissions_boundary(UserName="u")  # noqa: E731
+    else:
+        iam.create_role(RoleName="r", AssumeRolePolicyDocument=trust, PermissionsBoundary=arn)
+        undo = lambda: iam.delete_role_permissions_boundary(RoleName="r")  # noqa: E731
+    _assert_delete_policy_refused(iam, arn, ATTACHED)
+    undo()
+    iam.delete_policy(PolicyArn=arn)
+    with pytest.raises(ClientError) as exc:
+        iam.get_policy(PolicyArn=arn)
+    assert error_of(exc)[:2] == ("NoSuchEntity", 404)
+
+
+def test_delete_policy_refused_while_it_has_non_default_versions(iam: Any) -> None:
+    arn = make_policy(iam)
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=ALLOW_ALL, SetAsDefault=True)
+    _assert_delete_policy_refused(
+        iam,
+        arn,
+        "This policy has more than one version. Before you delete a policy, you must delete "
+        "the policy's versions. The default version is deleted with the policy.",
+    )
+    iam.delete_policy_version(PolicyArn=arn, VersionId="v1")
+    iam.delete_policy(PolicyArn=arn)
+
+
+def test_policy_versions_are_limited_to_five(iam: Any) -> None:
+    arn = make_policy(iam)
+    for _ in range(4):
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=ALLOW_ALL)
+    with pytest.raises(ClientError) as exc:
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=ALLOW_ALL)
+    assert error_of(exc)[:2] == ("LimitExceeded", 409)
+
+
+# ---------------------------------------------------------------- missing entities
+
+
+def test_deleting_missing_things_is_no_such_entity(iam: Any) -> None:
+    iam.create_user(UserName="u")
+    iam.create_group(GroupName="g")
+    arn = make_policy(iam)
+    calls = [
+        lambda: iam.delete_user(UserName="ghost"),
+        lambda: iam.delete_group(GroupName="ghost"),
+        lambda: iam.delete_policy(PolicyArn=f"arn:aws:iam::{ACCOUNT}:policy/ghost"),
+        lambda: iam.delete_login_profile(UserName="u"),
+        lambda: iam.delete_access_key(UserName="u", AccessKeyId="AKIAGHOSTGHOSTGHOST1"),
+        lambda: iam.detach_user_policy(UserName="u", PolicyArn=arn),
+        lambda: iam.delete_user_policy(UserName="u", PolicyName="ghost"),
+        lambda: iam.remove_user_from_group(GroupName="g", UserName="u"),
+        lambda: iam.delete_service_specific_credential(
+            UserName="u", ServiceSpecificCredentialId="ACCAGHOSTGHOSTGHOST12"
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert error_of(exc)[:2] == ("NoSuchEntity", 404)
+
+
+# ---------------------------------------------------------------- limits
+
+
+def test_third_access_key_exceeds_quota(iam: Any) -> None:
+    iam.create_user(UserName="u")
+    iam.create_access_key(UserName="u")
+    iam.create_access_key(UserName="u")
+    with pytest.raises(ClientError) as exc:
+        iam.create_access_key(UserName="u")
+    assert error_of(exc) == ("LimitExceeded", 409, "Cannot exceed quota for AccessKeysPerUser: 2")
+
+
+def test_managed_policy_attachments_are_idempotent_and_limited(iam: Any) -> None:
+    iam.create_user(UserName="u")
+    arns = [make_policy(iam, f"p{i}") for i in range(11)]
+    iam.attach_user_policy(UserName="u", PolicyArn=arns[0])
+    iam.attach_user_policy(UserName="u", PolicyArn=arns[0])
+    assert iam.get_policy(PolicyArn=arns[0])["Policy"]["AttachmentCount"] == 1
+    for arn in arns[1:10]:
+        iam.attach_user_policy(UserName="u", PolicyArn=arn)
+    with pytest.raises(ClientError) as exc:
+        iam.attach_user_policy(UserName="u", PolicyArn=arns[10])
+    assert error_of(exc) == ("LimitExceeded", 409, "Cannot exceed quota for PoliciesPerUser: 10")
+
+
+# ---------------------------------------------------------------- permissions boundaries
+
+
+def test_user_permissions_boundary(iam: Any) -> None:
+    arn = make_policy(iam, "boundary")
+    iam.create_user(UserName="u", Tags=[{"Key": "team", "Value": "a"}])
+    assert "PermissionsBoundary" not in iam.get_user(UserName="u")["User"]
+
+    iam.put_user_permissions_boundary(UserName="u", PermissionsBoundary=arn)
+    expected = {
+        "PermissionsBoundaryType": "PermissionsBoundaryPolicy",
+        "PermissionsBoundaryArn": arn,
+    }
+    assert iam.get_user(UserName="u")["User"]["PermissionsBoundary"] == expected
+    # Like real IAM, ListUsers leaves out PermissionsBoundary and Tags.
+    listed = iam.list_users()["Users"][0]
+    assert "PermissionsBoundary" not in listed and "Tags" not in listed
+    detail = iam.get_account_authorization_details(Filter=["User"])["UserDetailList"][0]
+    assert detail["PermissionsBoundary"] == expected
+    assert detail["Tags"] == [{"Key": "team", "Value": "a"}]
+    assert iam.get_policy(PolicyArn=arn)["Policy"]["PermissionsBoundaryUsageCount"] == 1
+    boundary_users = iam.list_entities_for_policy(
+        PolicyArn=arn, PolicyUsageFilter="PermissionsBoundary"
+    )
+    assert [u["UserName"] for u in boundary_users["PolicyUsers"]] == ["u"]
+    assert (
+        iam.list_entities_for_policy(PolicyArn=arn, PolicyUsageFilter="PermissionsPolicy")[
+            "PolicyUsers"
+        ]
+        == []
+    )
+
+    iam.delete_user_permissions_boundary(UserName="u")
+    assert "PermissionsBoundary" not in iam.get_user(UserName="u")["User"]
+    assert iam.get_policy(PolicyArn=arn)["Policy"]["PermissionsBoundaryUsageCount"] == 0
+
+    created = iam.create_user(UserName="v", PermissionsBoundary=arn)["User"]
+    assert created["PermissionsBoundary"] == expected
+    assert iam.get_user(UserName="v")["User"]["PermissionsBoundary"] == expected
+
+
+def test_permissions_boundary_must_be_an_existing_policy(iam: Any) -> None:
+    iam.create_user(UserName="u")
+    missing = f"arn:aws:iam::{ACCOUNT}:policy/missing"
+    with pytest.raises(ClientError) as exc:
+        iam.put_user_permissions_boundary(UserName="u", PermissionsBoundary=missing)
+    assert error_of(exc)[:2] == ("NoSuchEntity", 404)
+    with pytest.raises(ClientError) as exc:
+        iam.put_user_permissions_boundary(
+            UserName="u", PermissionsBoundary=f"arn:aws:iam::{ACCOUNT}:role/not-a-policy"
+        )
+    assert error_of(exc)[:2] == ("InvalidInput", 400)
+    with pytest.raises(ClientError) as exc:
+        iam.create_user(UserName="w", PermissionsBoundary=missing)
+    assert error_of(exc)[:2] == ("NoSuchEntity", 404)
+    assert [u["UserName"] for u in iam.list_users()["Users"]] == ["u"]
+    # An AWS managed policy works as a boundary: they are loaded.
+    iam.put_user_permissions_boundary(
+        UserName="u", PermissionsBoundary="arn:aws:iam::aws:policy/ReadOnlyAccess"
+    )
+
+
+# ---------------------------------------------------------------- login profiles
+
+
+def test_login_profile_reset_flag_and_partial_update(iam: Any) -> None:
+    iam.create_user(UserName="u")
+    created = iam.create_login_profile(
+        UserName="u", Password="Str0ng!Passw0rd", PasswordResetRequired=True
+    )
+    assert created["LoginProfile"]["PasswordResetRequired"] is True
+    # Updating only the flag must keep the login profile (moto would drop it).
+    iam.update_login_profile(UserName="u", PasswordResetRequired=False)
+    assert iam.get_login_profile(UserName="u")["LoginProfile"]["PasswordResetRequired"] is False
+
+
+def test_passwords_must_satisfy_the_password_policy(iam: Any) -> None:
+    iam.create_user(UserName="u")
+    with pytest.raises(ClientError) as exc:
+        iam.create_login_profile(UserName="u", Password="short")  # default policy: 8+, 3 classes
+    assert error_of(exc)[:2] == ("PasswordPolicyViolation", 400)
+    iam.update_account_password_policy(
+        MinimumPasswordLength=20, RequireSymbols=True, RequireNumbers=True
+    )
+    with pytest.raises(ClientError) as exc:
+        iam.create_login_profile(UserName="u", Password="Str0ng!Passw0rd")  # 15 chars
+    assert error_of(exc)[:2] == ("PasswordPolicyViolation", 400)
+    iam.create_login_profile(UserName="u", Password="Str0ng!Passw0rd-long-enough")
+    with pytest.raises(ClientError) as exc:
+        iam.update_login_profile(UserName="u", Password="no-digits-here-at-all!")
+    assert error_of(exc)[:2] == ("PasswordPolicyViolation", 400)
+
+
+# ---------------------------------------------------------------- service-specific credentials
+
+
+def test_service_specific_credentials(iam: Any) -> None:
+    iam.create_user(UserName="u")
+    cred = iam.create_service_specific_credential(
+        UserName="u", ServiceName="codecommit.amazonaws.com"
+    )["ServiceSpecificCredential"]
+    assert cred["ServiceUserName"] == f"u-at-{ACCOUNT}" and cred["ServicePassword"]
+    assert cred["Status"] == "Active"
+    cred_id = cred["ServiceSpecificCredentialId"]
+    listed = iam.list_service_specific_credentials(UserName="u")["ServiceSpecificCredentials"]
+    assert [c["ServiceSpecificCredentialId"] for c in listed] == [cred_id]
+    assert "ServicePassword" not in listed[0]
+    iam.update_service_specific_credential(
+        UserName="u", ServiceSpecificCredentialId=cred_id, Status="Inactive"
+    )
+    listed = iam.list_service_specific_credentials(UserName="u")["ServiceSpecificCredentials"]
+    assert listed[0]["Status"] == "Inactive"
+    reset = iam.reset_service_specific_credential(UserName="u", ServiceSpecificCredentialId=cred_id)
+    assert reset["ServiceSpecificCredential"]["ServicePassword"] != cred["ServicePassword"]
+    iam.create_service_specific_credential(UserName="u", ServiceName="codecommit.amazonaws.com")
+    with pytest.raises(ClientError) as exc:
+        iam.create_service_specific_credential(UserName="u", ServiceName="codecommit.amazonaws.com")
+    assert error_of(exc)[:2] == ("LimitExceeded", 409)
+    with pytest.raises(ClientError) as exc:
+        iam.create_service_specific_credential(UserName="u", ServiceName="s3.amazonaws.com")
+    assert error_of(exc)[:2] == ("NotSupportedService", 404)
+
+
+# ---------------------------------------------------------------- pagination
+
+
+def test_list_users_and_authorization_details_paginate(iam: Any) -> None:
+    names = [f"user{i:02d}" for i in range(7)]
+    for name in names:
+        iam.create_user(UserName=name)
+    iam.create_group(GroupName="g")
+    make_policy(iam, "local")
+    first = iam.list_users(MaxItems=3)
+    assert first["IsTruncated"] is True and len(first["Users"]) == 3
+    iam.delete_user(UserName="user04")  # a deletion between pages skips nothing else
+    users = [
+        u["UserName"]
+        for page in iam.get_paginator("list_users").paginate(PaginationConfig={"PageSize": 3})
+        for u in page["Users"]
+    ]
+    assert users == [n for n in names if n != "user04"]
+
+    pages = list(
+        iam.get_paginator("get_account_authorization_details").paginate(
+            PaginationConfig={"PageSize": 2}
+        )
+    )
+    assert len(pages) == 4  # 6 users + 1 group + 1 local policy, 2 per page
+    assert sum(len(p["UserDetailList"]) for p in pages) == 6
+    assert sum(len(p["GroupDetailList"]) for p in pages) == 1
+    # Unattached AWS managed policies are not listed; the local one is.
+    assert [p["PolicyName"] for page in pages for p in page["Policies"]] == ["local"]
+
+
+# ---------------------------------------------------------------- unknown actions
+
+
+def test_unimplemented_action_is_an_iam_error_not_a_crash(iam: Any) -> None:
+    with pytest.raises(ClientError) as exc:
+        iam.generate_service_last_accessed_details(Arn=f"arn:aws:iam::{ACCOUNT}:user/u")
+    assert error_of(exc)[:2] == ("InvalidAction", 400)
+
+
+# ---------------------------------------------------------------- faults
+
+
+def test_fault_fails_next_matching_calls_then_clears(emu: Emulator, iam: Any) -> None:
+    status, rule = emu.control(
+        "POST",
+        "/_emulator/faults",
+        {
+            "action": "CreateUser",
+            "code": "Throttling",
+            "status": 400,
+            "message": "Rate exceeded",
+            "count": 2,
+        },
+    )
+    assert status == 200 and rule["count"] == 2
+    iam.list_users()  # other actions are untouched
+    for _ in range(2):
+        with pytest.raises(ClientError) as exc:
+            iam.create_user(UserName="u")
+        assert error_of(exc) == ("Throttling", 400, "Rate exceeded")
+    assert iam.list_users()["Users"] == []  # a failed call had no effect
+    iam.create_user(UserName="u")
+    assert emu.control("GET", "/_emulator/faults") == (200, {"faults": []})
+
+    emu.control("POST", "/_emulator/faults", {"action": "*", "code": "ServiceFailure", "count": -1})
+    for _ in range(3):
+        with pytest.raises(ClientError) as exc:
+            iam.get_user(UserName="u")
+        assert error_of(exc)[:2] == ("ServiceFailure", 500)
+    assert emu.control("DELETE", "/_emulator/faults") == (200, {"cleared": 1})
+    iam.get_user(UserName="u")
+
+
+def test_dropped_response_still_performs_the_action(emu: Emulator, iam: Any) -> None:
+    emu.control("POST", "/_emulator/faults", {"action": "CreateUser", "drop": "500"})
+    with pytest.raises(ClientError) as exc:
+        iam.create_user(UserName="a")
+    assert error_of(exc)[:2] == ("ServiceFailure", 500)
+    iam.get_user(UserName="a")
+
+    emu.control("POST", "/_emulator/faults", {"action": "CreateAccessKey", "drop": True})
+    iam.create_user(UserName="b")
+    with pytest.raises(BotoCoreError):  # connection closed, no HTTP response at all
+        iam.create_access_key(UserName="b")
+    assert len(iam.list_access_keys(UserName="b")["AccessKeyMetadata"]) == 1
+
+
+def test_fault_delay_and_validation(emu: Emulator, iam: Any) -> None:
+    emu.control("POST", "/_emulator/faults", {"action": "ListUsers", "delay_ms": 300})
+    started = time.monotonic()
+    iam.list_users()
+    assert time.monotonic() - started >= 0.3
+    for bad in [
+        {},
+        {"action": "ListUsers"},
+        {"action": "X", "code": "Y", "drop": True},
+        {"action": "X", "code": "Y", "count": 0},
+        {"action": "X", "bogus": 1},
+    ]:
+        assert emu.control("POST", "/_emulator/faults", bad)[0] == 400
+
+
+# ---------------------------------------------------------------- call counts and reset
+
+
+def test_call_counts(emu: Emulator, iam: Any) -> None:
+    iam.create_user(UserName="u")
+    iam.get_user(UserName="u")
+    iam.get_user(UserName="u")
+    with pytest.raises(ClientError):
+        iam.get_user(UserName="ghost")
+    emu.client("sts").get_caller_identity()
+    assert emu.control("GET", "/_emulator/calls") == (200, {"CreateUser": 1, "GetUser": 3})
+    assert emu.control("GET", "/_emulator/calls?service=sts") == (200, {"GetCallerIdentity": 1})
+    assert emu.control("DELETE", "/_emulator/calls")[0] == 200
+    assert emu.control("GET", "/_emulator/calls") == (200, {})
+
+
+def test_moto_reset_clears_plugin_state(emu: Emulator, iam: Any) -> None:
+    arn = make_policy(iam)
+    iam.create_user(UserName="u", PermissionsBoundary=arn)
+    emu.control("POST", "/_emulator/faults", {"action": "DeleteUser", "code": "Throttling"})
+    req = urllib.request.Request(emu.url + "/moto-api/reset", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+    assert emu.control("GET", "/_emulator/faults") == (200, {"faults": []})
+    assert emu.control("GET", "/_emulator/calls") == (200, {})
+    assert iam.list_users()["Users"] == []
+    arn = make_policy(iam)
+    iam.create_user(UserName="u")  # same name, fresh user: no boundary carried over
+    assert "PermissionsBoundary" not in iam.get_user(UserName="u")["User"]
+
+
+# ---------------------------------------------------------------- authentication
+
+
+def test_authentication_enforced_after_initial_free_actions() -> None:
+    emu = Emulator(server_argv(), env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    try:
+        anon = emu.client()
+        anon.create_user(UserName="op")
+        key = anon.create_access_key(UserName="op")["AccessKey"]
+        anon.put_user_policy(UserName="op", PolicyName="all", PolicyDocument=ALLOW_ALL)
+        with pytest.raises(ClientError) as exc:
+            anon.list_users()  # a key moto never issued
+        assert error_of(exc)[0] == "InvalidClientTokenId"
+
+        creds = {"key": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+        ident = emu.client("sts", **creds).get_caller_identity()
+        assert ident["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/op"
+        with pytest.raises(ClientError) as exc:
+            emu.client("sts", key=key["AccessKeyId"], secret="wrong").get_caller_identity()
+        assert error_of(exc)[0] == "SignatureDoesNotMatch"
+
+        op = emu.client(**creds)
+        second = op.create_access_key(UserName="op")["AccessKey"]
+        emu.client(key=second["AccessKeyId"], secret=second["SecretAccessKey"]).delete_access_key(
+            UserName="op", AccessKeyId=key["AccessKeyId"]
+        )
+        with pytest.raises(ClientError) as exc:
+            emu.client("sts", **creds).get_caller_identity()
+        assert error_of(exc)[0] == "InvalidClientTokenId"
+        # The controls need no signature.
+        assert emu.control("GET", "/_emulator/calls")[1]["CreateAccessKey"] == 2
+    finally:
+        emu.stop()
+
+
+# ---------------------------------------------------------------- the script
+
+
+def test_script_starts_server_and_sigterm_stops_it_promptly() -> None:
+    emu = Emulator(["bash", os.path.join(ROOT, "scripts", "emulator.sh"), "start", "0"])
+    try:
+        assert emu.control("GET", "/_emulator/health") == (200, {"status": "ok"})
+        print(f"startup to READY: {emu.startup_seconds:.2f}s")
+        assert emu.startup_seconds < 15
+    finally:
+        assert emu.stop() < 2
+    assert emu.proc.returncode == 0
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def test_concurrent_requests_see_consistent_state(emu: Emulator) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def worker(n: int) -> int:
+        iam = emu.client()
+        for i in range(8):
+            name = f"w{n}-{i}"
+            iam.create_user(UserName=name, Tags=[{"Key": "k", "Value": "v"}])
+            iam.get_account_authorization_details(Filter=["User"], MaxItems=1000)
+            iam.list_users()
+        return n
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        assert sorted(pool.map(worker, range(5))) == list(range(5))
+    assert len(emu.client().list_users(MaxItems=1000)["Users"]) == 40
+    assert emu.control("GET", "/_emulator/calls")[1] == {
+        "CreateUser": 40,
+        "GetAccountAuthorizationDetails": 40,
+        "ListUsers": 41,
+    }
