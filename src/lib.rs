@@ -7,6 +7,7 @@ pub mod crds;
 pub mod credentials;
 pub mod document;
 pub mod error;
+pub mod failpoint;
 pub mod iam;
 pub mod metrics;
 pub mod settings;

@@ -181,6 +181,10 @@ pub struct AccessKeyStatus {
     /// not published are leftovers of an interrupted creation and are deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creating_since: Option<Time>,
+    /// Ids of the keys that existed when the pending creation started; any other key that
+    /// is not published afterwards was left by an interrupted creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_before_creation: Option<Vec<String>>,
 }
 
 /// Observed state of console access.

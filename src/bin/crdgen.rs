@@ -1,13 +1,17 @@
-//! Prints the CustomResourceDefinitions as YAML. `crdgen DIR` writes one file per kind.
+//! Prints the CustomResourceDefinitions as YAML; `crdgen DIR...` writes one file per kind
+//! into each directory (the top-level `crds/` and the Helm chart's).
 
 use iam_operator::crds;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out = std::env::args().nth(1);
+    let dirs: Vec<String> = std::env::args().skip(1).collect();
     for (file, yaml) in crds::render_all()? {
-        match &out {
-            Some(dir) => std::fs::write(std::path::Path::new(dir).join(file), yaml)?,
-            None => print!("---\n{yaml}"),
+        if dirs.is_empty() {
+            print!("---\n{yaml}");
+        }
+        for dir in &dirs {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(std::path::Path::new(dir).join(file), &yaml)?;
         }
     }
     Ok(())

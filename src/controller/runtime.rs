@@ -145,7 +145,13 @@ fn key<K: Managed>(obj: &K) -> String {
     )
 }
 
-async fn write_status<K: Managed>(api: &Api<K>, obj: &K, status: &K::Status) -> Result<()> {
+/// Writes a status mid-reconcile (e.g. the credential intent), before the final write.
+pub async fn write_status<K: Managed>(ctx: &Context, obj: &K, status: &K::Status) -> Result<()> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    patch_status(&api, obj, status).await
+}
+
+async fn patch_status<K: Managed>(api: &Api<K>, obj: &K, status: &K::Status) -> Result<()> {
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
@@ -193,7 +199,7 @@ async fn apply<K: Managed>(api: &Api<K>, ctx: &Context, obj: &K) -> Result<Actio
         Timestamp::now(),
     );
     if status != before
-        && let Err(e) = write_status(api, obj, &status).await
+        && let Err(e) = patch_status(api, obj, &status).await
     {
         return Err(ReconcileError(format!("writing status: {e}")));
     }
@@ -254,7 +260,7 @@ async fn cleanup<K: Managed>(
                 Timestamp::now(),
             );
             if Some(&status) != obj.current_status() {
-                let _ = write_status(api, obj, &status).await;
+                let _ = patch_status(api, obj, &status).await;
             }
             Err(ReconcileError(summary.message))
         }
@@ -398,7 +404,12 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
         let by_group = user_ctl.store();
         let user_ctl = user_ctl
             .owns(
-                Api::<k8s_openapi::api::core::v1::Secret>::all(client.clone()),
+                match &ns {
+                    Some(ns) => {
+                        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+                    }
+                    None => Api::all(client.clone()),
+                },
                 watcher::Config::default().labels(crate::credentials::MANAGED_BY_SELECTOR),
             )
             .watches(policies, wc.clone(), move |p: IamPolicy| {
