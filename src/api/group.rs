@@ -41,9 +41,10 @@ pub struct IamGroupSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub policies: Vec<PolicyAttachment>,
-    /// Inline policies of the group. Exclusive: inline policies not listed here are deleted.
+    /// Inline policies of the group, unique by name. Exclusive: inline policies not listed
+    /// here are deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.name == p.name))").message("inline policy names must be unique"))]
+    #[schemars(length(max = 50), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub inline_policies: Vec<InlinePolicy>,
     /// `Delete` removes the group from IAM (members, attachments and inline policies first)
     /// when this resource is deleted; `Retain` leaves it. Defaults to the operator's

@@ -45,15 +45,16 @@ pub struct IamUserSpec {
     pub permissions_boundary: Option<PolicyAttachment>,
     /// Group memberships. Exclusive: the user is removed from groups not listed here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
     pub groups: Vec<GroupMembership>,
     /// Managed policies attached directly to the user (attaching to groups is preferred).
     /// Exclusive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub policies: Vec<PolicyAttachment>,
-    /// Inline policies of the user. Exclusive.
+    /// Inline policies of the user, unique by name. Exclusive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.name == p.name))").message("inline policy names must be unique"))]
+    #[schemars(length(max = 50), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub inline_policies: Vec<InlinePolicy>,
     /// Programmatic access: an access key published in a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -48,6 +48,12 @@ pub async fn sync(
     let mut changes = Vec::new();
     let current = engine.iam.list_attached_policies(principal).await?;
     let plan = plan_set(&current, desired_arns, false);
+    // Detach first: IAM caps attachments per principal (10 by default), so at the cap a
+    // swapped policy could never be attached while the old one is still there.
+    for arn in &plan.remove {
+        gone(engine.iam.detach_policy(principal, arn).await)?;
+        changes.push(format!("Detached {arn}"));
+    }
     for arn in &plan.add {
         engine
             .iam
@@ -61,12 +67,17 @@ pub async fn sync(
             })?;
         changes.push(format!("Attached {arn}"));
     }
-    for arn in &plan.remove {
-        gone(engine.iam.detach_policy(principal, arn).await)?;
-        changes.push(format!("Detached {arn}"));
-    }
 
     let names = engine.iam.list_inline_policies(principal).await?;
+    // Delete first, for the same reason: IAM caps the total size of a principal's inline
+    // policies.
+    for name in names
+        .iter()
+        .filter(|n| !inline.iter().any(|p| &p.name == *n))
+    {
+        gone(engine.iam.delete_inline_policy(principal, name).await)?;
+        changes.push(format!("Deleted inline policy {name}"));
+    }
     for policy in inline {
         document::validate(&policy.document)
             .map_err(|m| Error::InvalidSpec(format!("inline policy {}: {m}", policy.name)))?;
@@ -91,13 +102,6 @@ pub async fn sync(
                 other => other.into(),
             })?;
         changes.push(format!("Put inline policy {}", policy.name));
-    }
-    for name in names
-        .iter()
-        .filter(|n| !inline.iter().any(|p| &p.name == *n))
-    {
-        gone(engine.iam.delete_inline_policy(principal, name).await)?;
-        changes.push(format!("Deleted inline policy {name}"));
     }
     Ok(changes)
 }

@@ -151,6 +151,12 @@ pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) ->
 
     let current_groups = engine.iam.list_groups_for_user(&name).await?;
     let plan = plan_set(&current_groups, &groups, true);
+    // Leave groups first: IAM caps memberships per user (10 by default), so at the cap a
+    // swapped group could never be joined while the old one is still there.
+    for group in &plan.remove {
+        gone(engine.iam.remove_user_from_group(&name, group).await)?;
+        synced.note(format!("Removed from group {group}"));
+    }
     for group in &plan.add {
         engine
             .iam
@@ -163,10 +169,6 @@ pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) ->
                 other => other.into(),
             })?;
         synced.note(format!("Added to group {group}"));
-    }
-    for group in &plan.remove {
-        gone(engine.iam.remove_user_from_group(&name, group).await)?;
-        synced.note(format!("Removed from group {group}"));
     }
 
     let changes = permissions::sync(

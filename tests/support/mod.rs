@@ -1,6 +1,7 @@
 //! Shared test helpers: the IAM emulator and an [`Engine`] pointed at it.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod emulator;
 
 use async_trait::async_trait;
@@ -104,5 +105,198 @@ pub fn meta(ns: &str, name: &str) -> kube::api::ObjectMeta {
         namespace: Some(ns.into()),
         generation: Some(1),
         ..Default::default()
+    }
+}
+
+/// A policy document allowing `actions` on everything.
+pub fn allow(actions: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})
+}
+
+/// The IAM actions in `calls` that are not reads (`Get*`/`List*`).
+pub fn writes(calls: &std::collections::BTreeMap<String, u64>) -> Vec<String> {
+    calls
+        .keys()
+        .filter(|k| !k.starts_with("Get") && !k.starts_with("List"))
+        .cloned()
+        .collect()
+}
+
+/// The standard IAM error code of a raw SDK failure, e.g. `NoSuchEntity`.
+pub fn code<E, R>(err: &aws_sdk_iam::error::SdkError<E, R>) -> Option<String>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata,
+{
+    use aws_sdk_iam::error::ProvideErrorMetadata;
+    err.code().map(str::to_string)
+}
+
+/// Reading IAM back (and changing it out of band) with the raw SDK client.
+impl World {
+    /// Creates a customer-managed policy out of band; returns its ARN.
+    pub async fn create_policy(&self, name: &str, document: serde_json::Value) -> String {
+        self.aws
+            .create_policy()
+            .policy_name(name)
+            .policy_document(document.to_string())
+            .send()
+            .await
+            .unwrap()
+            .policy()
+            .unwrap()
+            .arn()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn group_exists(&self, name: &str) -> bool {
+        match self.aws.get_group().group_name(name).send().await {
+            Ok(_) => true,
+            Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => false,
+            Err(e) => panic!("GetGroup {name}: {e:?}"),
+        }
+    }
+
+    pub async fn user_exists(&self, name: &str) -> bool {
+        match self.aws.get_user().user_name(name).send().await {
+            Ok(_) => true,
+            Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => false,
+            Err(e) => panic!("GetUser {name}: {e:?}"),
+        }
+    }
+
+    pub async fn group_policies(&self, group: &str) -> std::collections::BTreeSet<String> {
+        self.aws
+            .list_attached_group_policies()
+            .group_name(group)
+            .send()
+            .await
+            .unwrap()
+            .attached_policies()
+            .iter()
+            .map(|p| p.policy_arn().unwrap().to_string())
+            .collect()
+    }
+
+    pub async fn user_policies(&self, user: &str) -> std::collections::BTreeSet<String> {
+        self.aws
+            .list_attached_user_policies()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap()
+            .attached_policies()
+            .iter()
+            .map(|p| p.policy_arn().unwrap().to_string())
+            .collect()
+    }
+
+    pub async fn group_inline(&self, group: &str) -> std::collections::BTreeSet<String> {
+        self.aws
+            .list_group_policies()
+            .group_name(group)
+            .send()
+            .await
+            .unwrap()
+            .policy_names()
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    pub async fn user_inline(&self, user: &str) -> std::collections::BTreeSet<String> {
+        self.aws
+            .list_user_policies()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap()
+            .policy_names()
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// An inline policy document of a group, parsed.
+    pub async fn group_inline_doc(&self, group: &str, name: &str) -> serde_json::Value {
+        let out = self
+            .aws
+            .get_group_policy()
+            .group_name(group)
+            .policy_name(name)
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str(&urlencoding::decode(out.policy_document()).unwrap()).unwrap()
+    }
+
+    /// An inline policy document of a user, parsed.
+    pub async fn user_inline_doc(&self, user: &str, name: &str) -> serde_json::Value {
+        let out = self
+            .aws
+            .get_user_policy()
+            .user_name(user)
+            .policy_name(name)
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str(&urlencoding::decode(out.policy_document()).unwrap()).unwrap()
+    }
+
+    /// The groups a user is in.
+    pub async fn user_groups(&self, user: &str) -> std::collections::BTreeSet<String> {
+        self.aws
+            .list_groups_for_user()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap()
+            .groups()
+            .iter()
+            .map(|g| g.group_name().to_string())
+            .collect()
+    }
+
+    /// The members of a group.
+    pub async fn group_members(&self, group: &str) -> std::collections::BTreeSet<String> {
+        self.aws
+            .get_group()
+            .group_name(group)
+            .send()
+            .await
+            .unwrap()
+            .users()
+            .iter()
+            .map(|u| u.user_name().to_string())
+            .collect()
+    }
+
+    /// A user's tags, as ListUserTags reports them.
+    pub async fn user_tags(&self, user: &str) -> std::collections::BTreeMap<String, String> {
+        self.aws
+            .list_user_tags()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap()
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect()
+    }
+
+    /// A user's permissions boundary ARN, as GetUser reports it.
+    pub async fn user_boundary(&self, user: &str) -> Option<String> {
+        self.aws
+            .get_user()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap()
+            .user()
+            .unwrap()
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string)
     }
 }

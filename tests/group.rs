@@ -1,0 +1,452 @@
+//! IamGroup reconcile logic against the IAM emulator over HTTP.
+
+mod support;
+
+use iam_operator::api::{
+    ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupSpec, InlinePolicy, LocalObjectRef,
+    PolicyAttachment,
+};
+use iam_operator::controller::{Synced, group};
+use iam_operator::error::{Error, Severity};
+use iam_operator::settings::{DenyList, Settings};
+use serde_json::json;
+use std::collections::BTreeSet;
+use support::{World, allow, meta, writes};
+
+const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+const CHANGE_PASSWORD: &str = "arn:aws:iam::aws:policy/IAMUserChangePassword";
+const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+
+fn by_arn(arn: &str) -> PolicyAttachment {
+    PolicyAttachment {
+        policy_ref: None,
+        arn: Some(arn.into()),
+    }
+}
+
+fn by_ref(name: &str) -> PolicyAttachment {
+    PolicyAttachment {
+        policy_ref: Some(LocalObjectRef { name: name.into() }),
+        arn: None,
+    }
+}
+
+fn inline(name: &str, document: serde_json::Value) -> InlinePolicy {
+    InlinePolicy {
+        name: name.into(),
+        document,
+    }
+}
+
+fn deny_delete() -> serde_json::Value {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": ["s3:DeleteObject", "s3:DeleteBucket"], "Resource": "*"}]})
+}
+
+/// An IamGroup `name` in `ns` with no policies, named `iam_name` in IAM.
+fn group_cr(ns: &str, name: &str, iam_name: &str) -> IamGroup {
+    let mut g = IamGroup::new(
+        name,
+        IamGroupSpec {
+            group_name: Some(iam_name.into()),
+            path: "/".into(),
+            policies: Vec::new(),
+            inline_policies: Vec::new(),
+            deletion_policy: None,
+        },
+    );
+    g.metadata = meta(ns, name);
+    g
+}
+
+/// The usual group of these tests: a policyRef, an AWS managed policy and an inline policy.
+async fn developers(w: &World) -> (IamGroup, String) {
+    let reader = w
+        .create_policy("team-a-s3-reader", allow(json!("s3:GetObject")))
+        .await;
+    w.deps.policy("team-a", "s3-reader", &reader);
+    let mut g = group_cr("team-a", "developers", "team-a-developers");
+    g.spec.path = "/team-a/".into();
+    g.spec.policies = vec![by_ref("s3-reader"), by_arn(READ_ONLY)];
+    g.spec.inline_policies = vec![inline("deny-delete", deny_delete())];
+    (g, reader)
+}
+
+/// Runs one reconcile and stores the status on the object, as the runtime would.
+async fn reconcile(w: &World, g: &mut IamGroup) -> Result<Synced, Error> {
+    let mut status = g.status.clone().unwrap_or_default();
+    let r = group::sync(&w.engine, g, &mut status).await;
+    g.status = Some(status);
+    r
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn annotate_adopt(g: &mut IamGroup) {
+    g.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(ADOPT_ANNOTATION.into(), "true".into());
+}
+
+#[tokio::test]
+async fn create_with_path_managed_and_inline_policies() {
+    let w = World::start().await;
+    let (mut g, reader) = developers(&w).await;
+    let synced = reconcile(&w, &mut g).await.unwrap();
+    assert!(
+        synced
+            .changes
+            .contains(&"Created IAM group team-a-developers".to_string()),
+        "{:?}",
+        synced.changes
+    );
+
+    let out = w
+        .aws
+        .get_group()
+        .group_name("team-a-developers")
+        .send()
+        .await
+        .unwrap();
+    let iam = out.group().unwrap();
+    assert_eq!(iam.path(), "/team-a/");
+    let status = g.status.clone().unwrap();
+    assert_eq!(status.arn.as_deref(), Some(iam.arn()));
+    assert_eq!(
+        iam.arn(),
+        "arn:aws:iam::123456789012:group/team-a/team-a-developers"
+    );
+    assert_eq!(status.group_id.as_deref(), Some(iam.group_id()));
+
+    assert_eq!(
+        w.group_policies("team-a-developers").await,
+        set(&[&reader, READ_ONLY])
+    );
+    assert_eq!(
+        w.group_inline("team-a-developers").await,
+        set(&["deny-delete"])
+    );
+    assert_eq!(
+        w.group_inline_doc("team-a-developers", "deny-delete").await,
+        deny_delete()
+    );
+
+    // A second reconcile with nothing changed writes nothing.
+    w.emulator.reset_calls().await;
+    let synced = reconcile(&w, &mut g).await.unwrap();
+    assert!(synced.changes.is_empty(), "{:?}", synced.changes);
+    let calls = w.emulator.calls().await;
+    assert!(
+        writes(&calls).is_empty(),
+        "no-op reconcile wrote: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn out_of_band_attachments_and_inline_policies_are_reverted() {
+    let w = World::start().await;
+    let (mut g, reader) = developers(&w).await;
+    reconcile(&w, &mut g).await.unwrap();
+    let name = "team-a-developers";
+
+    // Someone attaches an extra policy, detaches a declared one, adds an inline policy and
+    // rewrites the declared inline policy.
+    w.aws
+        .attach_group_policy()
+        .group_name(name)
+        .policy_arn(CHANGE_PASSWORD)
+        .send()
+        .await
+        .unwrap();
+    w.aws
+        .detach_group_policy()
+        .group_name(name)
+        .policy_arn(READ_ONLY)
+        .send()
+        .await
+        .unwrap();
+    w.aws
+        .put_group_policy()
+        .group_name(name)
+        .policy_name("sneaky")
+        .policy_document(allow(json!("iam:*")).to_string())
+        .send()
+        .await
+        .unwrap();
+    w.aws
+        .put_group_policy()
+        .group_name(name)
+        .policy_name("deny-delete")
+        .policy_document(allow(json!("s3:*")).to_string())
+        .send()
+        .await
+        .unwrap();
+
+    let synced = reconcile(&w, &mut g).await.unwrap();
+    let changes: BTreeSet<_> = synced.changes.into_iter().collect();
+    assert_eq!(
+        changes,
+        set(&[
+            &format!("Attached {READ_ONLY}"),
+            &format!("Detached {CHANGE_PASSWORD}"),
+            "Put inline policy deny-delete",
+            "Deleted inline policy sneaky",
+        ])
+    );
+    assert_eq!(w.group_policies(name).await, set(&[&reader, READ_ONLY]));
+    assert_eq!(w.group_inline(name).await, set(&["deny-delete"]));
+    assert_eq!(w.group_inline_doc(name, "deny-delete").await, deny_delete());
+}
+
+#[tokio::test]
+async fn spec_changes_are_applied_and_equal_documents_are_a_noop() {
+    let w = World::start().await;
+    let (mut g, reader) = developers(&w).await;
+    reconcile(&w, &mut g).await.unwrap();
+    let name = "team-a-developers";
+
+    // A semantically equal document (key order, single value vs one-element list) writes
+    // nothing.
+    g.spec.inline_policies = vec![inline(
+        "deny-delete",
+        json!({"Statement": {"Resource": ["*"], "Action": ["s3:DeleteObject", "s3:DeleteBucket"], "Effect": "Deny"}, "Version": "2012-10-17"}),
+    )];
+    w.emulator.reset_calls().await;
+    let synced = reconcile(&w, &mut g).await.unwrap();
+    assert!(synced.changes.is_empty(), "{:?}", synced.changes);
+    let calls = w.emulator.calls().await;
+    assert!(
+        writes(&calls).is_empty(),
+        "equal document rewritten: {calls:?}"
+    );
+
+    // A changed document is put again; a removed attachment is detached, a new one attached;
+    // a removed inline policy is deleted, a new one put.
+    let changed = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}]});
+    g.spec.inline_policies = vec![
+        inline("deny-delete", changed.clone()),
+        inline("extra", allow(json!("sqs:SendMessage"))),
+    ];
+    g.spec.policies = vec![by_ref("s3-reader"), by_arn(CHANGE_PASSWORD)];
+    reconcile(&w, &mut g).await.unwrap();
+    assert_eq!(
+        w.group_policies(name).await,
+        set(&[&reader, CHANGE_PASSWORD])
+    );
+    assert_eq!(w.group_inline(name).await, set(&["deny-delete", "extra"]));
+    assert_eq!(w.group_inline_doc(name, "deny-delete").await, changed);
+
+    g.spec.inline_policies.clear();
+    g.spec.policies.clear();
+    reconcile(&w, &mut g).await.unwrap();
+    assert!(w.group_policies(name).await.is_empty());
+    assert!(w.group_inline(name).await.is_empty());
+}
+
+#[tokio::test]
+async fn delete_removes_members_attachments_inline_policies_and_group() {
+    let w = World::start().await;
+    let (mut g, reader) = developers(&w).await;
+    reconcile(&w, &mut g).await.unwrap();
+    let name = "team-a-developers";
+    w.aws.create_user().user_name("bob").send().await.unwrap();
+    w.aws
+        .add_user_to_group()
+        .group_name(name)
+        .user_name("bob")
+        .send()
+        .await
+        .unwrap();
+    // The emulator refuses to delete a group that still has anything, as IAM does.
+    assert!(w.aws.delete_group().group_name(name).send().await.is_err());
+
+    group::cleanup(&w.engine, &g).await.unwrap();
+    assert!(!w.group_exists(name).await);
+    // The member user itself stays; only its membership went with the group.
+    assert!(w.user_exists("bob").await);
+    assert!(w.user_groups("bob").await.is_empty());
+    // The referenced customer policy is not the group's to delete.
+    assert!(w.aws.get_policy().policy_arn(&reader).send().await.is_ok());
+
+    // Idempotent: a second cleanup (e.g. after a crash) succeeds.
+    group::cleanup(&w.engine, &g).await.unwrap();
+}
+
+#[tokio::test]
+async fn retain_leaves_the_group_untouched() {
+    let w = World::start().await;
+    let (mut g, reader) = developers(&w).await;
+    g.spec.deletion_policy = Some(DeletionPolicy::Retain);
+    reconcile(&w, &mut g).await.unwrap();
+    group::cleanup(&w.engine, &g).await.unwrap();
+    let name = "team-a-developers";
+    assert!(w.group_exists(name).await);
+    assert_eq!(w.group_policies(name).await, set(&[&reader, READ_ONLY]));
+    assert_eq!(w.group_inline(name).await, set(&["deny-delete"]));
+}
+
+#[tokio::test]
+async fn existing_group_needs_adoption_and_is_never_shared() {
+    let w = World::start().await;
+    w.aws
+        .create_group()
+        .group_name("legacy")
+        .send()
+        .await
+        .unwrap();
+    w.aws
+        .put_group_policy()
+        .group_name("legacy")
+        .policy_name("old")
+        .policy_document(allow(json!("s3:*")).to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut g = group_cr("team-a", "legacy", "legacy");
+    g.spec.policies = vec![by_arn(READ_ONLY)];
+
+    let err = reconcile(&w, &mut g).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
+    assert_eq!(err.severity(), Severity::Stalled);
+    assert!(err.to_string().contains(ADOPT_ANNOTATION), "{err}");
+    // Not modified, not recorded as ours, and deleting the CR leaves it.
+    assert!(w.group_policies("legacy").await.is_empty());
+    assert_eq!(w.group_inline("legacy").await, set(&["old"]));
+    assert!(g.status.as_ref().unwrap().group_id.is_none());
+    group::cleanup(&w.engine, &g).await.unwrap();
+    assert!(w.group_exists("legacy").await);
+    assert_eq!(w.group_inline("legacy").await, set(&["old"]));
+
+    // With the annotation it is adopted and converges to the spec.
+    annotate_adopt(&mut g);
+    reconcile(&w, &mut g).await.unwrap();
+    assert!(g.status.as_ref().unwrap().group_id.is_some());
+    assert_eq!(w.group_policies("legacy").await, set(&[READ_ONLY]));
+    assert!(w.group_inline("legacy").await.is_empty());
+
+    // Once adopted, the group is known by its id: the annotation is no longer needed.
+    g.metadata.annotations = None;
+    reconcile(&w, &mut g).await.unwrap();
+
+    // A CR in another namespace declaring the same IAM name is a conflict, and neither its
+    // reconcile nor its cleanup touches the first one's group.
+    let mut other = group_cr("team-b", "legacy", "legacy");
+    other.spec.inline_policies = vec![inline("b", allow(json!("ec2:*")))];
+    let err = reconcile(&w, &mut other).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
+    group::cleanup(&w.engine, &other).await.unwrap();
+    assert!(w.group_exists("legacy").await);
+    assert_eq!(w.group_policies("legacy").await, set(&[READ_ONLY]));
+    assert!(w.group_inline("legacy").await.is_empty());
+}
+
+#[tokio::test]
+async fn path_outside_prefix_is_invalid_spec() {
+    let w = World::with_settings(Settings {
+        iam_path_prefix: "/k8s/".into(),
+        ..Settings::default()
+    })
+    .await;
+    let mut g = group_cr("team-a", "devs", "devs");
+    let err = reconcile(&w, &mut g).await.unwrap_err();
+    assert_eq!(err.reason(), "InvalidSpec");
+    assert_eq!(err.severity(), Severity::Stalled);
+    assert!(err.to_string().contains("/k8s/"), "{err}");
+    assert!(!w.group_exists("devs").await);
+
+    g.spec.path = "/k8s/team-a/".into();
+    reconcile(&w, &mut g).await.unwrap();
+    assert_eq!(
+        g.status.unwrap().arn.unwrap(),
+        "arn:aws:iam::123456789012:group/k8s/team-a/devs"
+    );
+}
+
+#[tokio::test]
+async fn denied_policy_is_invalid_spec() {
+    let w = World::with_settings(Settings {
+        deny_policy_arns: DenyList::new(&[ADMIN.into()]).unwrap(),
+        ..Settings::default()
+    })
+    .await;
+    let mut g = group_cr("team-a", "admins", "admins");
+    g.spec.policies = vec![by_arn(READ_ONLY), by_arn(ADMIN)];
+    let err = reconcile(&w, &mut g).await.unwrap_err();
+    assert_eq!(err.reason(), "InvalidSpec");
+    assert_eq!(err.severity(), Severity::Stalled);
+    assert!(
+        err.to_string()
+            .contains(&format!("--deny-policy-arn {ADMIN}")),
+        "{err}"
+    );
+    // Nothing was granted: the group was not even created.
+    assert!(!w.group_exists("admins").await);
+
+    // A denied policy that reaches the group through a policyRef is refused too.
+    w.deps.policy("team-a", "admin", ADMIN);
+    g.spec.policies = vec![by_ref("admin")];
+    let err = reconcile(&w, &mut g).await.unwrap_err();
+    assert_eq!(err.reason(), "InvalidSpec");
+    assert!(!w.group_exists("admins").await);
+}
+
+#[tokio::test]
+async fn missing_policy_ref_waits_then_converges() {
+    let w = World::start().await;
+    let mut g = group_cr("team-a", "devs", "devs");
+    g.spec.policies = vec![by_ref("s3-reader")];
+    let err = reconcile(&w, &mut g).await.unwrap_err();
+    assert!(matches!(err, Error::DependencyNotReady(_)), "{err:?}");
+    assert_eq!(err.severity(), Severity::Waiting);
+    assert!(err.to_string().contains("s3-reader"), "{err}");
+
+    let reader = w
+        .create_policy("s3-reader", allow(json!("s3:GetObject")))
+        .await;
+    w.deps.policy("team-a", "s3-reader", &reader);
+    reconcile(&w, &mut g).await.unwrap();
+    assert_eq!(w.group_policies("devs").await, set(&[&reader]));
+}
+
+#[tokio::test]
+async fn swapping_a_policy_at_the_attachment_quota_converges() {
+    let w = World::start().await;
+    // IAM allows 10 managed policies per group by default.
+    let mut arns = Vec::new();
+    for i in 0..11 {
+        arns.push(
+            w.create_policy(&format!("p{i}"), allow(json!(format!("s3:Action{i}"))))
+                .await,
+        );
+    }
+    let mut g = group_cr("team-a", "devs", "devs");
+    g.spec.policies = arns[..10].iter().map(|a| by_arn(a)).collect();
+    reconcile(&w, &mut g).await.unwrap();
+    assert_eq!(w.group_policies("devs").await.len(), 10);
+
+    // Replacing one keeps the group at 10: the old one must go before the new one comes.
+    g.spec.policies = arns[1..].iter().map(|a| by_arn(a)).collect();
+    reconcile(&w, &mut g).await.unwrap();
+    let want: BTreeSet<String> = arns[1..].iter().cloned().collect();
+    assert_eq!(w.group_policies("devs").await, want);
+
+    // Same when the extra one was attached out of band while the group was at the quota.
+    w.aws
+        .detach_group_policy()
+        .group_name("devs")
+        .policy_arn(&arns[1])
+        .send()
+        .await
+        .unwrap();
+    w.aws
+        .attach_group_policy()
+        .group_name("devs")
+        .policy_arn(&arns[0])
+        .send()
+        .await
+        .unwrap();
+    reconcile(&w, &mut g).await.unwrap();
+    assert_eq!(w.group_policies("devs").await, want);
+}

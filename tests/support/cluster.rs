@@ -1,0 +1,237 @@
+//! A real control plane (etcd, kube-apiserver, kube-controller-manager built from Go
+//! modules by `scripts/build-tools.sh`) shared by the tests of one test binary, plus the
+//! operator binary run as a separate process, as a user would run it.
+
+use super::emulator::repo_root;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Where `scripts/build-tools.sh` puts control-plane, kubectl and helm.
+pub fn tool(name: &str) -> PathBuf {
+    let cache = std::env::var("IAM_OPERATOR_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/iam-operator")
+        });
+    cache.join("bin").join(name)
+}
+
+fn build_tools() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(repo_root().join("scripts/build-tools.sh"))
+            .status()
+            .expect("run scripts/build-tools.sh");
+        assert!(status.success(), "building the control plane failed");
+    });
+}
+
+/// Runs `program args` so that it is stopped (SIGTERM) when this test process exits,
+/// however it exits: the wrapper waits on a pipe that only our death closes.
+pub fn spawn_tied(program: &Path, args: &[&str], envs: &[(&str, &str)], stdout: Stdio) -> Child {
+    let script = r#"p="$1"; shift; "$p" "$@" </dev/null & c=$!; trap 'kill -TERM $c 2>/dev/null; wait $c; exit' TERM INT; read -r _ || true; kill -TERM $c 2>/dev/null; wait $c; [ -z "${TIED_CLEANUP:-}" ] || rm -rf "$TIED_CLEANUP""#;
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(script)
+        .arg("tied")
+        .arg(program)
+        .args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::inherit());
+    cmd.spawn().expect("spawn process")
+}
+
+/// The shared control plane of this test binary.
+pub struct ControlPlane {
+    pub kubeconfig: PathBuf,
+    _child: Child,
+}
+
+impl ControlPlane {
+    /// Starts once per test binary; stopped when the test process exits.
+    pub fn shared() -> &'static ControlPlane {
+        static CP: OnceLock<ControlPlane> = OnceLock::new();
+        CP.get_or_init(|| {
+            build_tools();
+            // Removed by the wrapper once the control plane stops (statics are never dropped).
+            let dir = tempfile::tempdir().unwrap().keep();
+            let data = dir.join("data");
+            let mut child = spawn_tied(
+                &tool("control-plane"),
+                &["--data-dir", data.to_str().unwrap()],
+                &[("TIED_CLEANUP", dir.to_str().unwrap())],
+                Stdio::piped(),
+            );
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            let kubeconfig = PathBuf::from(
+                line.trim()
+                    .strip_prefix("READY ")
+                    .unwrap_or_else(|| panic!("control plane did not start: {line:?}")),
+            );
+            let cp = ControlPlane {
+                kubeconfig,
+                _child: child,
+            };
+            let out = cp.kubectl(&[
+                "apply",
+                "--server-side",
+                "-f",
+                repo_root().join("crds").to_str().unwrap(),
+            ]);
+            assert!(
+                out.status.success(),
+                "CRDs rejected: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = cp.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                "--timeout=60s",
+            ]);
+            assert!(
+                out.status.success(),
+                "CRDs not established: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            cp
+        })
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(tool("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// kubectl apply of a manifest given as text.
+    pub fn apply(&self, manifest: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(tool("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// A kube client for the current test's runtime.
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// A fresh namespace for one test.
+    pub fn namespace(&self, prefix: &str) -> String {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{prefix}-{}-{n}", std::process::id());
+        self.kubectl_ok(&["create", "namespace", &name]);
+        name
+    }
+}
+
+/// The operator binary running as its own process against the control plane and the
+/// emulator; stopped when dropped.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(
+        cp: &ControlPlane,
+        emulator_url: &str,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Operator {
+        let log = tempfile::NamedTempFile::new()
+            .unwrap()
+            .into_temp_path()
+            .keep()
+            .unwrap();
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut args = vec![
+            "--metrics-bind-address",
+            "127.0.0.1:0",
+            "--health-probe-bind-address",
+            "127.0.0.1:0",
+            "--resync-interval",
+            "30s",
+        ];
+        args.extend_from_slice(extra_args);
+        let kubeconfig = cp.kubeconfig.to_str().unwrap().to_string();
+        let mut all_envs = vec![
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("AWS_ENDPOINT_URL", emulator_url),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("RUST_LOG", "info,iam_operator=debug"),
+        ];
+        all_envs.extend_from_slice(envs);
+        let child = spawn_tied(
+            Path::new(env!("CARGO_BIN_EXE_iam-operator")),
+            &args,
+            &all_envs,
+            Stdio::from(log_file),
+        );
+        Operator { child, log }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the operator (SIGTERM through the wrapper) and waits for it.
+    pub fn stop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
