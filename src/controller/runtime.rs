@@ -166,12 +166,35 @@ async fn patch_status<K: Managed>(api: &Api<K>, obj: &K, status: &K::Status) -> 
     Ok(())
 }
 
+/// Event reason of a change note (notes start with what happened).
+fn change_reason(note: &str) -> &'static str {
+    const REASONS: [(&str, &str); 10] = [
+        ("Created", "Created"),
+        ("Rotated access key", "AccessKeyRotated"),
+        ("Published new access key", "AccessKeyReplaced"),
+        ("Published access key", "AccessKeyPublished"),
+        ("Reactivated", "AccessKeyReactivated"),
+        ("Deleted access keys", "AccessKeysDeleted"),
+        ("Deleted the access key", "AccessKeyDisabled"),
+        ("Set a new console password", "ConsolePasswordSet"),
+        ("Set the console password", "ConsolePasswordSet"),
+        ("Deleted console access", "ConsoleDisabled"),
+    ];
+    REASONS
+        .iter()
+        .find(|(prefix, _)| note.starts_with(prefix))
+        .map_or("Updated", |(_, reason)| reason)
+}
+
 async fn publish<K: Managed>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: &str) {
+    // kube's recorder folds events with the same reason and action into one series that
+    // keeps the first note; the note as action keeps distinct changes distinct.
+    let action: String = note.chars().take(128).collect();
     let event = KubeEvent {
         type_,
         reason: reason.into(),
         note: Some(note.into()),
-        action: "Reconcile".into(),
+        action,
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
@@ -209,7 +232,7 @@ async fn apply<K: Managed>(api: &Api<K>, ctx: &Context, obj: &K) -> Result<Actio
         Ok(synced) => {
             ctx.succeeded(&key(obj));
             for change in &synced.changes {
-                publish(ctx, obj, EventType::Normal, "Reconciled", change).await;
+                publish(ctx, obj, EventType::Normal, change_reason(change), change).await;
             }
             let mut after = ctx.engine.settings.resync_interval;
             if let Some(d) = synced.requeue_after {
@@ -457,4 +480,29 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
             >);
     }
     futures::future::join_all(all).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::change_reason;
+
+    #[test]
+    fn lost_key_and_rotation_events_have_their_own_reasons() {
+        assert_eq!(
+            change_reason("Published new access key A in Secret s and deleted lost key B"),
+            "AccessKeyReplaced"
+        );
+        assert_eq!(
+            change_reason("Published access key A in Secret s"),
+            "AccessKeyPublished"
+        );
+        assert_eq!(
+            change_reason("Rotated access key (x): ..."),
+            "AccessKeyRotated"
+        );
+        assert_eq!(
+            change_reason("Attached arn:aws:iam::aws:policy/X"),
+            "Updated"
+        );
+    }
 }

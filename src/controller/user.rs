@@ -81,6 +81,32 @@ async fn desired_groups(engine: &Engine, obj: &IamUser) -> Result<Vec<String>> {
     Ok(groups)
 }
 
+/// A user who must reset the console password at first sign-in needs permission to do it:
+/// when the account password policy does not grant it, `IAMUserChangePassword` is part of
+/// the user's managed policies (so the exclusive list keeps it rather than removing it).
+async fn change_password_policy(engine: &Engine, obj: &IamUser) -> Result<Option<String>> {
+    let needs_reset = obj
+        .spec
+        .console
+        .as_ref()
+        .is_some_and(|c| c.enabled && c.password_reset_required.unwrap_or(true));
+    if !needs_reset {
+        return Ok(None);
+    }
+    let allowed = engine
+        .iam
+        .password_policy()
+        .await?
+        .is_some_and(|p| p.allow_users_to_change_password);
+    if allowed {
+        return Ok(None);
+    }
+    let (_, partition) = engine.account().await?;
+    Ok(Some(format!(
+        "arn:{partition}:iam::aws:policy/IAMUserChangePassword"
+    )))
+}
+
 /// Brings the user's identity and permissions in line with the spec.
 pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) -> Result<Synced> {
     engine
@@ -93,6 +119,9 @@ pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) ->
     let mut arns = Vec::new();
     for attachment in &obj.spec.policies {
         arns.push(permissions::resolve_policy(engine, &namespace, attachment).await?);
+    }
+    if let Some(arn) = change_password_policy(engine, obj).await? {
+        arns.push(arn);
     }
 
     let mut synced = Synced::default();
