@@ -67,10 +67,8 @@ pub async fn cleanup(engine: &Engine, obj: &IamGroup) -> Result<()> {
         return Ok(());
     }
     let status = obj.status.clone().unwrap_or_default();
-    let info = match observe(engine, obj, &status).await {
-        Ok(Some(info)) => info,
-        Ok(None) | Err(Error::NameConflict(_)) => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(info) = super::ours_to_delete(observe(engine, obj, &status).await)? else {
+        return Ok(());
     };
     for member in &info.members {
         gone(engine.iam.remove_user_from_group(member, &info.name).await)?;

@@ -110,3 +110,12 @@ pub fn desired_tags(
     tags.insert(OWNER_TAG.into(), owner.into());
     tags
 }
+
+/// What a cleanup may delete: the observed entity if it exists and belongs to this
+/// resource; `None` when it is gone or owned by someone else (never touched).
+pub fn ours_to_delete<T>(observed: Result<Option<T>>) -> Result<Option<T>> {
+    match observed {
+        Err(Error::NameConflict(_)) => Ok(None),
+        other => other,
+    }
+}

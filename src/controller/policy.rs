@@ -152,10 +152,8 @@ pub async fn cleanup(engine: &Engine, obj: &IamPolicy) -> Result<()> {
         return Ok(());
     }
     let status = obj.status.clone().unwrap_or_default();
-    let info = match observe(engine, obj, &status).await {
-        Ok(Some(info)) => info,
-        Ok(None) | Err(Error::NameConflict(_)) => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(info) = super::ours_to_delete(observe(engine, obj, &status).await)? else {
+        return Ok(());
     };
     let arn = &info.arn;
     let entities = engine.iam.list_entities_for_policy(arn).await?;

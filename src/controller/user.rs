@@ -6,7 +6,7 @@ use super::plan::{plan_set, plan_tags};
 use super::{Engine, Synced, check_owner, desired_tags, permissions};
 use crate::api::{DeletionPolicy, IamUser, IamUserStatus, OWNER_TAG};
 use crate::error::{Error, Result};
-use crate::iam::{IamError, KeyStatus, Principal, UserInfo, gone, optional};
+use crate::iam::{IamError, Principal, UserInfo, gone, optional};
 use kube::ResourceExt;
 
 async fn observe(
@@ -219,21 +219,11 @@ pub async fn cleanup(engine: &Engine, obj: &IamUser) -> Result<()> {
         return Ok(());
     }
     let status = obj.status.clone().unwrap_or_default();
-    let info = match observe(engine, obj, &status).await {
-        Ok(Some(info)) => info,
-        Ok(None) | Err(Error::NameConflict(_)) => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(info) = super::ours_to_delete(observe(engine, obj, &status).await)? else {
+        return Ok(());
     };
     let name = &info.name;
     for key in engine.iam.list_access_keys(name).await? {
-        if key.status == KeyStatus::Active {
-            gone(
-                engine
-                    .iam
-                    .update_access_key(name, &key.id, KeyStatus::Inactive)
-                    .await,
-            )?;
-        }
         gone(engine.iam.delete_access_key(name, &key.id).await)?;
     }
     gone(engine.iam.delete_login_profile(name).await)?;
