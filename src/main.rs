@@ -138,7 +138,10 @@ async fn start(args: Args) -> Result<(), String> {
         });
     }
     let engine = Engine {
-        iam: Arc::new(AwsIam::from_env().await),
+        iam: Arc::new(AwsIam::with_metrics(
+            &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+            metrics.clone(),
+        )),
         settings,
         deps: Arc::new(KubeDependencies {
             client: client.clone(),

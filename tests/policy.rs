@@ -328,3 +328,27 @@ async fn throttling_is_transient() {
     assert_eq!(err.reason(), "Throttled");
     assert_eq!(err.severity(), iam_operator::error::Severity::Transient);
 }
+
+#[tokio::test]
+async fn iam_calls_are_counted_by_operation_and_outcome() {
+    let emulator = support::emulator::Emulator::start();
+    let metrics = std::sync::Arc::new(iam_operator::metrics::Metrics::default());
+    let iam = iam_operator::iam::AwsIam::with_metrics(
+        &support::sdk_config(&emulator.url),
+        metrics.clone(),
+    );
+    use iam_operator::iam::Iam;
+    iam.create_group("g", "/").await.unwrap();
+    assert!(iam.get_group("missing").await.is_err());
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            r#"iam_operator_iam_calls_total{operation="CreateGroup",outcome="success"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"iam_operator_iam_calls_total{operation="GetGroup",outcome="error"} 1"#),
+        "{text}"
+    );
+}

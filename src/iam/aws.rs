@@ -15,6 +15,39 @@ pub struct AwsIam {
     account: OnceCell<(String, String)>,
 }
 
+/// Counts every IAM request attempt (retries included: each one costs rate limit) by
+/// operation and outcome.
+struct CountCalls(std::sync::Arc<crate::metrics::Metrics>);
+
+impl std::fmt::Debug for CountCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CountCalls")
+    }
+}
+
+impl aws_sdk_iam::config::Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "CountCalls"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _components: &aws_sdk_iam::config::RuntimeComponents,
+        cfg: &mut aws_sdk_iam::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map_or("unknown", |m| m.name());
+        let outcome = match context.output_or_error() {
+            Some(Ok(_)) => "success",
+            _ => "error",
+        };
+        self.0.iam_call(operation, outcome);
+        Ok(())
+    }
+}
+
 impl AwsIam {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self {
@@ -24,10 +57,18 @@ impl AwsIam {
         }
     }
 
-    /// Loads the configuration from the environment, as the AWS CLI would.
-    pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(&config)
+    /// Like [`AwsIam::new`], counting IAM calls in `metrics`.
+    pub fn with_metrics(
+        config: &aws_config::SdkConfig,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        let iam_config = aws_sdk_iam::config::Builder::from(config)
+            .interceptor(CountCalls(metrics))
+            .build();
+        Self {
+            iam: Client::from_conf(iam_config),
+            ..Self::new(config)
+        }
     }
 }
 
