@@ -9,6 +9,7 @@ pub mod document;
 pub mod error;
 pub mod failpoint;
 pub mod iam;
+pub mod leader;
 pub mod metrics;
 pub mod settings;
 pub mod status;

@@ -5,6 +5,7 @@ use iam_operator::api::{DeletionPolicy, IamPolicy};
 use iam_operator::controller::Engine;
 use iam_operator::controller::runtime::{Context, KubeDependencies, run};
 use iam_operator::iam::AwsIam;
+use iam_operator::leader::{Elector, LeaseConfig};
 use iam_operator::metrics::{Metrics, serve};
 use iam_operator::settings::{DenyList, Settings};
 use kube::api::{Api, ListParams};
@@ -74,6 +75,19 @@ struct Args {
         default_value = "0.0.0.0:8081"
     )]
     health_probe_bind_address: std::net::SocketAddr,
+    /// Run only while holding the leader Lease, so several replicas can be deployed.
+    #[arg(long, env = "IAM_OPERATOR_LEADER_ELECT", default_value_t = false)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (the pod's namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_LEADER_ELECTION_ID",
+        default_value = "iam-operator"
+    )]
+    leader_election_id: String,
     /// Log format.
     #[arg(
         long,
@@ -147,10 +161,41 @@ async fn start(args: Args) -> Result<(), String> {
             client: client.clone(),
         }),
     };
+    let elector = args.leader_elect.then(|| {
+        let identity = format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "iam-operator".into()),
+            std::process::id()
+        );
+        Elector::new(
+            client.clone(),
+            LeaseConfig {
+                namespace: args.leader_election_namespace.clone(),
+                name: args.leader_election_id.clone(),
+                identity,
+                lease_duration: std::time::Duration::from_secs(15),
+                retry_period: std::time::Duration::from_secs(3),
+            },
+        )
+    });
     let ctx = Arc::new(Context::new(engine, client, metrics.clone()));
     metrics.set_ready(true);
-    tracing::info!("iam-operator started");
-    run(ctx, &args.watch_namespace, args.max_concurrent_reconciles).await;
+    let controllers = run(ctx, &args.watch_namespace, args.max_concurrent_reconciles);
+    match &elector {
+        None => {
+            tracing::info!("iam-operator started");
+            controllers.await;
+        }
+        Some(elector) => {
+            tracing::info!("waiting to become the leader");
+            elector.acquire().await;
+            tracing::info!("iam-operator started as the leader");
+            tokio::select! {
+                _ = controllers => elector.release().await,
+                _ = elector.hold() => return Err("lost the leader lease; exiting so another replica leads".into()),
+            }
+        }
+    }
     tracing::info!("iam-operator stopped");
     Ok(())
 }

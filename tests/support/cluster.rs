@@ -153,6 +153,8 @@ impl ControlPlane {
 
     /// A kube client for the current test's runtime.
     pub async fn client(&self) -> kube::Client {
+        // Test builds enable two TLS backends (reqwest's and the SDK's); pick one.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
         let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
@@ -220,6 +222,35 @@ impl Operator {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Pid of the operator process itself (the wrapper's child), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let wrapper = self.child.id();
+        std::fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Whether the operator process has ended on its own (e.g. aborted at a failpoint).
+    pub fn exited(&self) -> bool {
+        self.pid().is_none()
+    }
+
+    /// Kills the operator with SIGKILL (no graceful shutdown), then reaps the wrapper.
+    /// Returns whether a running operator was killed.
+    pub fn kill(&mut self) -> bool {
+        let killed = self.pid().is_some_and(|pid| {
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        self.stop();
+        killed
     }
 
     /// Stops the operator (SIGTERM through the wrapper) and waits for it.
