@@ -579,16 +579,22 @@ async fn sync_console(
     let secret = secrets.get(&name).await?;
     let has_profile = iam.has_login_profile(&user).await?;
     let token = obj.annotations().get(RESET_PASSWORD_ANNOTATION).cloned();
-    let set_at = st.password_set_at.as_ref().map(|t| t.0.to_string());
+    // `status.console.passwordSetAt` is a metav1.Time, stored with second precision:
+    // compare the Secret's stamp at that precision, or they never match again.
+    let set_at = st.password_set_at.as_ref().map(|t| t.0.as_second());
     let secret_set_at = secret
         .as_ref()
         .and_then(|s| s.annotations().get(PASSWORD_SET_AT).cloned());
+    let secret_stamp = secret_set_at
+        .as_deref()
+        .and_then(|s| s.parse::<Timestamp>().ok())
+        .map(|t| t.as_second());
     let password = secret.as_ref().and_then(|s| secret_value(s, "password"));
 
     let (password, stamp, why) = match password {
         // The Secret holds a password IAM may not have yet (interrupted before IAM
         // confirmed it, or the login profile was deleted out of band): set it again.
-        Some(p) if token == st.reset_token && (secret_set_at != set_at || !has_profile) => (
+        Some(p) if token == st.reset_token && (secret_stamp != set_at || !has_profile) => (
             SecretString::from(p),
             secret_set_at.unwrap_or_default(),
             None,

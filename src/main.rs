@@ -202,6 +202,8 @@ async fn start(args: Args) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Pick the TLS provider explicitly; it fails only if one is already installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = Args::parse();
     init_logging(args.log_format);
     match start(args).await {

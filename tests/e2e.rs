@@ -1,9 +1,21 @@
 //! End-to-end, as a user runs it: the real control plane, kubectl, the operator binary as
 //! its own process, and the IAM emulator.
+//!
+//! Tests of this binary share one control plane and run in parallel, so each one works in
+//! its own namespace with its own emulator and its own operator watching only that
+//! namespace (the examples test owns `team-a`).
 
 mod support;
 
-use support::cluster::ControlPlane;
+use k8s_openapi::api::core::v1::Secret;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::cluster::{ControlPlane, Operator, tool};
+use support::emulator::{Emulator, repo_root};
+
+const ACCOUNT: &str = "123456789012";
+const OWNER_TAG: &str = "iam.kubeop.dev/owner";
 
 #[test]
 fn invalid_manifests_are_rejected_with_the_schemas_message() {
@@ -34,4 +46,734 @@ fn invalid_manifests_are_rejected_with_the_schemas_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exactly one of policyRef or arn"));
     cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// The examples, applied dependents first, converge; their IAM entities and Secrets are
+/// what the examples promise; deleting them leaves IAM empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_converge_and_clean_up() {
+    let cp = ControlPlane::shared();
+    let emulator = Emulator::start();
+    let aws = aws_sdk_iam::Client::new(&support::sdk_config(&emulator.url));
+    let example = |file: &str| -> String {
+        repo_root()
+            .join("examples")
+            .join(file)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let ns = "team-a";
+    cp.kubectl_ok(&["apply", "-f", &example("00-namespace.yaml")]);
+    let op = Operator::start(cp, &emulator.url, &["--watch-namespace", ns], &[]);
+    // Dependents first: the users arrive before their group, the group before its policy.
+    for file in ["30-users.yaml", "20-group.yaml", "10-policy.yaml"] {
+        cp.kubectl_ok(&["apply", "-f", &example(file)]);
+    }
+    wait_ready(cp, &op, ns, &["iampolicy,iamgroup,iamuser", "--all"], 180);
+
+    // The policy, with the operator's owner tag next to the user's own.
+    let policy_arn = cp.kubectl_ok(&[
+        "get",
+        "iampolicy",
+        "s3-reader",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.status.arn}",
+    ]);
+    assert_eq!(
+        policy_arn,
+        format!("arn:aws:iam::{ACCOUNT}:policy/team-a-s3-reader")
+    );
+    assert!(policy_exists(&aws, &policy_arn).await);
+    let tags = policy_tags(&aws, &policy_arn).await;
+    assert_eq!(
+        tags.get(OWNER_TAG).map(String::as_str),
+        Some("default/team-a/s3-reader"),
+        "policy tags: {tags:?}"
+    );
+    assert_eq!(tags.get("team").map(String::as_str), Some("a"));
+
+    // The group: both managed policies and the inline one.
+    let group = "team-a-developers";
+    assert_eq!(
+        attached_group_policies(&aws, group).await,
+        BTreeSet::from([
+            policy_arn.clone(),
+            "arn:aws:iam::aws:policy/ReadOnlyAccess".to_string()
+        ])
+    );
+    assert_eq!(
+        inline_group_policies(&aws, group).await,
+        BTreeSet::from(["deny-bucket-delete".to_string()])
+    );
+
+    // The users, both members of the group.
+    assert_eq!(
+        group_members(&aws, group).await,
+        BTreeSet::from(["team-a-alice".to_string(), "team-a-bob".to_string()])
+    );
+
+    // The Secrets hold working material: each key id is a key of that user in IAM.
+    let client = cp.client().await;
+    for (secret, user) in [
+        ("alice-aws-credentials", "team-a-alice"),
+        ("bob-aws-credentials", "team-a-bob"),
+    ] {
+        let data = secret_data(&client, ns, secret).await;
+        assert_eq!(
+            data.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            BTreeSet::from(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "credentials"]),
+            "keys of Secret {secret}"
+        );
+        let key_id = &data["AWS_ACCESS_KEY_ID"];
+        let secret_key = &data["AWS_SECRET_ACCESS_KEY"];
+        assert!(!secret_key.is_empty(), "empty secret key in {secret}");
+        let ini = &data["credentials"];
+        assert!(
+            ini.contains("[default]") && ini.contains(key_id) && ini.contains(secret_key),
+            "credentials file of {secret} does not hold the key: {ini}"
+        );
+        let keys = access_keys(&aws, user).await;
+        assert!(
+            keys.contains(key_id),
+            "Secret {secret} publishes {key_id}, but {user}'s keys in IAM are {keys:?}"
+        );
+    }
+    let console = secret_data(&client, ns, "alice-console").await;
+    assert_eq!(
+        console.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from(["consoleUrl", "password", "username"])
+    );
+    assert_eq!(console["username"], "team-a-alice");
+    assert!(!console["password"].is_empty());
+    assert!(
+        console["consoleUrl"].starts_with("https://")
+            && console["consoleUrl"].ends_with(".signin.aws.amazon.com/console"),
+        "consoleUrl: {}",
+        console["consoleUrl"]
+    );
+    aws.get_login_profile()
+        .user_name("team-a-alice")
+        .send()
+        .await
+        .expect("alice has a console login profile in IAM");
+
+    // `kubectl get iam` lists the four objects.
+    let listed = cp.kubectl_ok(&["get", "iam", "-n", ns, "-o", "name"]);
+    let listed: BTreeSet<&str> = listed.lines().collect();
+    assert_eq!(
+        listed,
+        BTreeSet::from([
+            "iampolicy.iam.kubeop.dev/s3-reader",
+            "iamgroup.iam.kubeop.dev/developers",
+            "iamuser.iam.kubeop.dev/alice",
+            "iamuser.iam.kubeop.dev/bob",
+        ])
+    );
+
+    // Deleting the examples removes everything they created in IAM.
+    let out = kubectl_with_operator(
+        cp,
+        &op,
+        &[
+            "delete",
+            "-f",
+            &example("30-users.yaml"),
+            "-f",
+            &example("20-group.yaml"),
+            "-f",
+            &example("10-policy.yaml"),
+            "--wait",
+            "--timeout=120s",
+        ],
+    );
+    assert_ok(cp, &op, ns, "kubectl delete -f examples", &out);
+    for user in ["team-a-alice", "team-a-bob"] {
+        assert!(
+            !user_exists(&aws, user).await,
+            "IAM user {user} left behind"
+        );
+    }
+    assert!(
+        !group_exists(&aws, group).await,
+        "IAM group {group} left behind"
+    );
+    assert!(
+        !policy_exists(&aws, &policy_arn).await,
+        "IAM policy {policy_arn} left behind"
+    );
+    cp.kubectl_ok(&["delete", "namespace", ns, "--wait=false"]);
+}
+
+/// Deleting a whole namespace completes (every finalizer is released) and its IAM entities
+/// are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_deletion_releases_finalizers_and_cleans_iam() {
+    let cp = ControlPlane::shared();
+    let emulator = Emulator::start();
+    let aws = aws_sdk_iam::Client::new(&support::sdk_config(&emulator.url));
+    let ns = cp.namespace("nsdel");
+    let op = Operator::start(cp, &emulator.url, &["--watch-namespace", &ns], &[]);
+    let (policy, group, user) = (
+        format!("{ns}-reader"),
+        format!("{ns}-devs"),
+        format!("{ns}-carol"),
+    );
+    let manifest = format!(
+        r#"apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamPolicy
+metadata: {{name: reader, namespace: {ns}}}
+spec:
+  policyName: {policy}
+  document:
+    Version: "2012-10-17"
+    Statement: [{{Effect: Allow, Action: "s3:GetObject", Resource: "*"}}]
+---
+apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamGroup
+metadata: {{name: devs, namespace: {ns}}}
+spec:
+  groupName: {group}
+  policies: [{{policyRef: {{name: reader}}}}]
+---
+apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamUser
+metadata: {{name: carol, namespace: {ns}}}
+spec:
+  userName: {user}
+  groups: [{{groupRef: {{name: devs}}}}]
+  accessKey: {{enabled: true}}
+"#
+    );
+    apply_ok(cp, &manifest);
+    wait_ready(cp, &op, &ns, &["iampolicy,iamgroup,iamuser", "--all"], 180);
+    let policy_arn = format!("arn:aws:iam::{ACCOUNT}:policy/{policy}");
+    // Everything exists before the namespace goes, so "gone" below means cleaned up.
+    assert!(policy_exists(&aws, &policy_arn).await);
+    assert_eq!(
+        group_members(&aws, &group).await,
+        BTreeSet::from([user.clone()])
+    );
+    assert_eq!(access_keys(&aws, &user).await.len(), 1);
+
+    let out = kubectl_with_operator(cp, &op, &["delete", "namespace", &ns, "--timeout=120s"]);
+    assert_ok(cp, &op, &ns, "kubectl delete namespace", &out);
+    assert!(
+        !user_exists(&aws, &user).await,
+        "IAM user {user} left behind"
+    );
+    assert!(
+        !group_exists(&aws, &group).await,
+        "IAM group {group} left behind"
+    );
+    assert!(
+        !policy_exists(&aws, &policy_arn).await,
+        "IAM policy {policy_arn} left behind"
+    );
+}
+
+/// A user whose group does not exist yet says so in its Ready condition, and becomes Ready
+/// as soon as the group is there, driven by the watch rather than a periodic retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependency_not_ready_then_converges() {
+    let cp = ControlPlane::shared();
+    let emulator = Emulator::start();
+    let aws = aws_sdk_iam::Client::new(&support::sdk_config(&emulator.url));
+    let ns = cp.namespace("dep");
+    let op = Operator::start(cp, &emulator.url, &["--watch-namespace", &ns], &[]);
+    let (group, user) = (format!("{ns}-late"), format!("{ns}-dave"));
+    apply_ok(
+        cp,
+        &format!(
+            r#"apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamUser
+metadata: {{name: dave, namespace: {ns}}}
+spec:
+  userName: {user}
+  groups: [{{groupRef: {{name: late-group}}}}]
+"#
+        ),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        let ready = ready_condition(cp, &ns, "iamuser", "dave");
+        if ready.as_ref().is_some_and(|c| c["status"] == "False") || Instant::now() > deadline {
+            break ready;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let seen_waiting = Instant::now();
+    let ready = ready.unwrap_or_else(|| {
+        panic!(
+            "no Ready condition on the user after 60s (operator exited: {})\n{}",
+            op.exited(),
+            tail(&op.logs(), 60)
+        )
+    });
+    assert_eq!(ready["status"], "False", "{ready}");
+    assert_eq!(ready["reason"], "DependencyNotReady", "{ready}");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("IamGroup") && message.contains("late-group"),
+        "the message should name the missing group: {message}"
+    );
+
+    apply_ok(
+        cp,
+        &format!(
+            r#"apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamGroup
+metadata: {{name: late-group, namespace: {ns}}}
+spec:
+  groupName: {group}
+"#
+        ),
+    );
+    // The operator re-checks a waiting object on its own only after 60s; the user must be
+    // Ready well before that, so it was the group's arrival that woke it up.
+    let budget = Duration::from_secs(50).saturating_sub(seen_waiting.elapsed());
+    wait_ready(cp, &op, &ns, &["iamuser/dave"], budget.as_secs().max(1));
+    assert_eq!(
+        group_members(&aws, &group).await,
+        BTreeSet::from([user.clone()])
+    );
+    cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Pointed at a cluster that is not there, the operator exits at once with a clear message
+/// instead of hanging or crash-looping silently.
+#[test]
+fn operator_exits_clearly_when_cluster_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        r#"apiVersion: v1
+kind: Config
+clusters:
+  - name: nowhere
+    cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}
+users:
+  - name: nobody
+    user: {token: not-a-real-token}
+contexts:
+  - name: nowhere
+    context: {cluster: nowhere, user: nobody}
+current-context: nowhere
+"#,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_iam-operator"))
+        .args([
+            "--metrics-bind-address",
+            "127.0.0.1:0",
+            "--health-probe-bind-address",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the operator was still running 30s after start with an unreachable cluster");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "exit status {status}; stderr: {stderr}");
+    assert!(
+        stderr.contains("cannot reach the Kubernetes API"),
+        "stderr does not say the API is unreachable: {stderr}"
+    );
+}
+
+/// The chart's RBAC is all the operator needs: running as the chart's ServiceAccount, with
+/// the settings the chart's Deployment gives it (leader election included), it manages a
+/// policy and a user with a key Secret, and releases their finalizers on deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_runs_under_the_helm_charts_rbac() {
+    let cp = ControlPlane::shared();
+    let emulator = Emulator::start();
+    let aws = aws_sdk_iam::Client::new(&support::sdk_config(&emulator.url));
+    let ns = cp.namespace("rbac");
+    let rendered = std::process::Command::new(tool("helm"))
+        .args(["template", &ns])
+        .arg(repo_root().join("charts/iam-operator"))
+        .args(["--namespace", &ns])
+        .output()
+        .unwrap();
+    assert!(
+        rendered.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let rendered = String::from_utf8(rendered.stdout).unwrap();
+
+    // No nodes run Pods here, so the Deployment is left out: the operator runs as a
+    // process with the ServiceAccount's identity and the Deployment's environment instead.
+    let mut kept = Vec::new();
+    let mut deployment = None;
+    let mut service_account = None;
+    let mut cluster_scoped = Vec::new();
+    for doc in rendered.split("\n---") {
+        let value: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
+        let Some(kind) = value["kind"].as_str() else {
+            continue; // a document holding only comments
+        };
+        let name = value["metadata"]["name"].as_str().unwrap().to_string();
+        match kind {
+            "Deployment" => {
+                deployment = Some(value.clone());
+                continue;
+            }
+            "ServiceAccount" => service_account = Some(name.clone()),
+            "ClusterRole" | "ClusterRoleBinding" => {
+                cluster_scoped.push((kind.to_lowercase(), name.clone()))
+            }
+            _ => {}
+        }
+        kept.push((kind.to_string(), doc.to_string()));
+    }
+    let kinds: BTreeSet<&str> = kept.iter().map(|(k, _)| k.as_str()).collect();
+    for kind in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"] {
+        assert!(
+            kinds.contains(kind),
+            "the chart renders no {kind}:\n{rendered}"
+        );
+    }
+    let deployment = deployment.expect("the chart renders a Deployment");
+    let service_account = service_account.unwrap();
+    let manifest: Vec<String> = kept.into_iter().map(|(_, doc)| doc).collect();
+    apply_ok(cp, &manifest.join("\n---\n"));
+
+    // The container's environment, as the Deployment would set it in this namespace.
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in container["env"].as_sequence().unwrap() {
+        let name = var["name"].as_str().unwrap().to_string();
+        if let Some(value) = var["value"].as_str() {
+            env.push((name, value.to_string()));
+        } else if var["valueFrom"]["fieldRef"]["fieldPath"].as_str() == Some("metadata.namespace") {
+            env.push((name, ns.clone()));
+        } else {
+            panic!("unexpected env var in the chart's Deployment: {var:?}");
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let identity = format!("system:serviceaccount:{ns}:{service_account}");
+    let kubeconfig = impersonating_kubeconfig(&cp.kubeconfig, &identity, dir.path());
+    // The kubeconfig really is the ServiceAccount, not the admin: it may not list Namespaces.
+    // Test builds enable two TLS backends (reqwest's and the SDK's); pick one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let as_sa = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(as_sa);
+    match namespaces.list(&Default::default()).await {
+        Err(kube::Error::Api(e)) if e.code == 403 => {}
+        other => panic!("impersonation not in effect, listing namespaces gave {other:?}"),
+    }
+
+    env.push(("KUBECONFIG".into(), kubeconfig.to_str().unwrap().into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let op = Operator::start(cp, &emulator.url, &["--watch-namespace", &ns], &env);
+    let (policy, user) = (format!("{ns}-p"), format!("{ns}-erin"));
+    apply_ok(
+        cp,
+        &format!(
+            r#"apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamPolicy
+metadata: {{name: p, namespace: {ns}}}
+spec:
+  policyName: {policy}
+  document:
+    Version: "2012-10-17"
+    Statement: [{{Effect: Allow, Action: "s3:ListAllMyBuckets", Resource: "*"}}]
+---
+apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamUser
+metadata: {{name: erin, namespace: {ns}}}
+spec:
+  userName: {user}
+  policies: [{{policyRef: {{name: p}}}}]
+  accessKey: {{enabled: true}}
+"#
+        ),
+    );
+    wait_ready(cp, &op, &ns, &["iampolicy/p", "iamuser/erin"], 180);
+    let policy_arn = format!("arn:aws:iam::{ACCOUNT}:policy/{policy}");
+    assert!(policy_exists(&aws, &policy_arn).await);
+    let client = cp.client().await;
+    let data = secret_data(&client, &ns, "erin-aws-credentials").await;
+    assert!(
+        access_keys(&aws, &user)
+            .await
+            .contains(&data["AWS_ACCESS_KEY_ID"])
+    );
+    if env.contains(&("IAM_OPERATOR_LEADER_ELECT", "true")) {
+        let leases = cp.kubectl_ok(&["get", "leases", "-n", &ns, "-o", "name"]);
+        assert!(
+            !leases.trim().is_empty(),
+            "leader election is on, yet no Lease in {ns}"
+        );
+    }
+
+    let out = kubectl_with_operator(
+        cp,
+        &op,
+        &[
+            "delete",
+            "iamuser/erin",
+            "iampolicy/p",
+            "-n",
+            &ns,
+            "--timeout=120s",
+        ],
+    );
+    assert_ok(cp, &op, &ns, "kubectl delete", &out);
+    assert!(
+        !user_exists(&aws, &user).await,
+        "IAM user {user} left behind"
+    );
+    assert!(!policy_exists(&aws, &policy_arn).await);
+    // Every call the operator made was allowed (events included, which fail only in logs).
+    let logs = op.logs();
+    assert!(
+        !logs.to_lowercase().contains("forbidden"),
+        "the operator was refused something under the chart's RBAC:\n{}",
+        tail(&logs, 60)
+    );
+    cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+    for (kind, name) in cluster_scoped {
+        cp.kubectl_ok(&["delete", &kind, &name, "--ignore-not-found", "--wait=false"]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs a kubectl command that needs the operator (a wait, a delete behind finalizers), and
+/// fails at once, with the operator's log, if the operator process ends meanwhile.
+fn kubectl_with_operator(cp: &ControlPlane, op: &Operator, args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(tool("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut gone_since: Option<Instant> = None;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        // Seen gone twice, a second apart, so a process still starting up is not mistaken.
+        if op.exited() {
+            if gone_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the operator process exited during `kubectl {}`; its log:\n{}",
+                    args.join(" "),
+                    tail(&op.logs(), 80)
+                );
+            }
+            gone_since.get_or_insert_with(Instant::now);
+        } else {
+            gone_since = None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Panics with the objects' state and the operator's log when `out` failed.
+fn assert_ok(cp: &ControlPlane, op: &Operator, ns: &str, what: &str, out: &std::process::Output) {
+    if out.status.success() {
+        return;
+    }
+    let state = cp.kubectl(&["get", "iam", "-n", ns, "-o", "yaml"]);
+    panic!(
+        "{what} failed: {}{}\n--- objects ---\n{}\n--- operator log (tail) ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&state.stdout),
+        tail(&op.logs(), 80)
+    );
+}
+
+fn apply_ok(cp: &ControlPlane, manifest: &str) {
+    let out = cp.apply(manifest);
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {}\n{manifest}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kubectl wait --for=condition=Ready` on `targets` in `ns`.
+fn wait_ready(cp: &ControlPlane, op: &Operator, ns: &str, targets: &[&str], timeout_secs: u64) {
+    let timeout = format!("--timeout={timeout_secs}s");
+    let mut args = vec!["wait", "--for=condition=Ready", "-n", ns, timeout.as_str()];
+    args.extend_from_slice(targets);
+    let out = kubectl_with_operator(cp, op, &args);
+    assert_ok(cp, op, ns, &format!("kubectl {}", args.join(" ")), &out);
+}
+
+/// The Ready condition of an object, as JSON, if it has one.
+fn ready_condition(
+    cp: &ControlPlane,
+    ns: &str,
+    kind: &str,
+    name: &str,
+) -> Option<serde_json::Value> {
+    let out = cp.kubectl_ok(&["get", kind, name, "-n", ns, "-o", "json"]);
+    let obj: serde_json::Value = serde_json::from_str(&out).unwrap();
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+}
+
+/// A copy of `admin` whose users impersonate `identity` (kubeconfig `as:`).
+fn impersonating_kubeconfig(admin: &Path, identity: &str, dir: &Path) -> PathBuf {
+    let mut config = kube::config::Kubeconfig::read_from(admin).unwrap();
+    for user in &mut config.auth_infos {
+        if let Some(info) = user.auth_info.as_mut() {
+            info.impersonate = Some(identity.to_string());
+        }
+    }
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// A Secret's data as text.
+async fn secret_data(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<String, String> {
+    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), ns);
+    let secret = api
+        .get_opt(name)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("Secret {ns}/{name} does not exist"));
+    secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+        .collect()
+}
+
+fn absent<T, E>(result: Result<T, aws_sdk_iam::error::SdkError<E>>, what: &str) -> bool
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    match result {
+        Ok(_) => false,
+        Err(e) if support::code(&e).as_deref() == Some("NoSuchEntity") => true,
+        Err(e) => panic!("{what}: {e:?}"),
+    }
+}
+
+async fn user_exists(aws: &aws_sdk_iam::Client, name: &str) -> bool {
+    !absent(aws.get_user().user_name(name).send().await, "GetUser")
+}
+
+async fn group_exists(aws: &aws_sdk_iam::Client, name: &str) -> bool {
+    !absent(aws.get_group().group_name(name).send().await, "GetGroup")
+}
+
+async fn policy_exists(aws: &aws_sdk_iam::Client, arn: &str) -> bool {
+    !absent(aws.get_policy().policy_arn(arn).send().await, "GetPolicy")
+}
+
+async fn policy_tags(aws: &aws_sdk_iam::Client, arn: &str) -> BTreeMap<String, String> {
+    aws.list_policy_tags()
+        .policy_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+}
+
+async fn attached_group_policies(aws: &aws_sdk_iam::Client, group: &str) -> BTreeSet<String> {
+    aws.list_attached_group_policies()
+        .group_name(group)
+        .send()
+        .await
+        .unwrap()
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect()
+}
+
+async fn inline_group_policies(aws: &aws_sdk_iam::Client, group: &str) -> BTreeSet<String> {
+    aws.list_group_policies()
+        .group_name(group)
+        .send()
+        .await
+        .unwrap()
+        .policy_names()
+        .iter()
+        .cloned()
+        .collect()
+}
+
+async fn group_members(aws: &aws_sdk_iam::Client, group: &str) -> BTreeSet<String> {
+    aws.get_group()
+        .group_name(group)
+        .send()
+        .await
+        .unwrap()
+        .users()
+        .iter()
+        .map(|u| u.user_name().to_string())
+        .collect()
+}
+
+async fn access_keys(aws: &aws_sdk_iam::Client, user: &str) -> BTreeSet<String> {
+    aws.list_access_keys()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap()
+        .access_key_metadata()
+        .iter()
+        .filter_map(|k| k.access_key_id().map(str::to_string))
+        .collect()
 }
