@@ -417,14 +417,16 @@ async fn sync_access_key(
             "Deleted access keys {}",
             plan.delete_first.join(", ")
         ));
-        if st
-            .previous_access_key_id
-            .as_ref()
-            .is_some_and(|p| plan.delete_first.contains(p))
-        {
-            st.previous_access_key_id = None;
-            st.previous_key_expires_at = None;
-        }
+    }
+    // Forget a previous key that is gone, whether deleted just now or out of band.
+    let exists = |id: &String| keys.iter().any(|k| &k.id == id) && !plan.delete_first.contains(id);
+    if st
+        .previous_access_key_id
+        .as_ref()
+        .is_some_and(|p| !exists(p))
+    {
+        st.previous_access_key_id = None;
+        st.previous_key_expires_at = None;
     }
     // Adopt what the Secret holds (an interrupted creation that did publish).
     if let Some(id) = &plan.live

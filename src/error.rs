@@ -8,7 +8,7 @@ use crate::iam::IamError;
 pub enum Error {
     #[error("{0}")]
     Iam(#[from] IamError),
-    #[error("Kubernetes API error: {0}")]
+    #[error("Kubernetes API error: {}", kube_message(.0))]
     Kube(#[from] kube::Error),
     #[error("{0}")]
     InvalidSpec(String),
@@ -51,6 +51,9 @@ impl Error {
         match self {
             Error::Iam(e) if e.is_transient() => Severity::Transient,
             Error::Iam(IamError::NotFound(_)) => Severity::Transient,
+            // Writing a Secret into a namespace being deleted: the namespace's deletion
+            // removes this object too, so wait for that instead of retrying hot.
+            Error::Kube(kube::Error::Api(s)) if namespace_terminating(s) => Severity::Waiting,
             Error::Kube(_) => Severity::Transient,
             Error::DependencyNotReady(_) => Severity::Waiting,
             _ => Severity::Stalled,
@@ -58,4 +61,55 @@ impl Error {
     }
 }
 
+/// The API server's own sentence, not the whole Status object.
+fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
+
+fn namespace_terminating(s: &kube::core::Status) -> bool {
+    s.details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+    use kube::core::response::{StatusCause, StatusDetails};
+
+    #[test]
+    fn kube_errors_show_the_servers_sentence_and_terminating_namespaces_wait() {
+        let status = Status::failure(
+            "secrets \"a\" is forbidden: unable to create new content in namespace x because it is being terminated",
+            "Forbidden",
+        )
+        .with_code(403)
+        .with_details(StatusDetails {
+            name: "a".into(),
+            group: String::new(),
+            kind: "secrets".into(),
+            uid: String::new(),
+            causes: vec![StatusCause {
+                reason: "NamespaceTerminating".into(),
+                message: "namespace x is being terminated".into(),
+                field: String::new(),
+            }],
+            retry_after_seconds: 0,
+        });
+        let err = Error::Kube(kube::Error::Api(status.boxed()));
+        assert_eq!(
+            err.to_string(),
+            "Kubernetes API error: secrets \"a\" is forbidden: unable to create new content in namespace x because it is being terminated (403)"
+        );
+        assert_eq!(err.severity(), Severity::Waiting);
+        let conflict = Status::failure("the object has been modified", "Conflict").with_code(409);
+        let err = Error::Kube(kube::Error::Api(conflict.boxed()));
+        assert_eq!(err.severity(), Severity::Transient);
+    }
+}

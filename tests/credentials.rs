@@ -628,6 +628,40 @@ async fn rotation_by_annotation_keeps_old_key_for_grace_period() {
         .unwrap();
     assert_eq!(last, third);
 
+    // A previous key deleted out of band during its grace period is forgotten, not chased.
+    c.patch_spec(
+        "rot",
+        serde_json::json!({"accessKey": {"gracePeriod": "1h"}}),
+    )
+    .await;
+    c.annotate("rot", ROTATE, "2").await;
+    let user = c
+        .wait_user("rot", "a rotation with a long grace period", |u| {
+            ready(u) && key_status(u).previous_access_key_id.as_deref() == Some(&*third)
+        })
+        .await;
+    let fourth = key_status(&user).access_key_id.unwrap();
+    c.iam
+        .delete_access_key()
+        .user_name("rot")
+        .access_key_id(&third)
+        .send()
+        .await
+        .unwrap();
+    c.annotate("rot", "example.com/touch", "1").await;
+    c.wait_user("rot", "the vanished previous key to be forgotten", |u| {
+        ready(u)
+            && key_status(u).previous_access_key_id.is_none()
+            && key_status(u).previous_key_expires_at.is_none()
+    })
+    .await;
+    assert_eq!(
+        c.check_key_invariants("rot", "rot-aws-credentials")
+            .await
+            .unwrap(),
+        fourth
+    );
+
     stop.store(true, Ordering::Relaxed);
     let (samples, violations) = watcher.await.unwrap();
     println!(

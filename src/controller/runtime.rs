@@ -252,12 +252,13 @@ async fn apply<K: Managed>(api: &Api<K>, ctx: &Context, obj: &K) -> Result<Actio
                 publish(ctx, obj, type_, err.reason(), &summary.message).await;
             }
             tracing::info!(reason = err.reason(), message = %summary.message, "not ready");
+            let resync = ctx.engine.settings.resync_interval;
             match severity {
                 Severity::Transient => Err(ReconcileError(summary.message)),
                 // A dependency's change triggers us through the watch; this is a backstop.
-                Severity::Waiting => Ok(Action::requeue(Duration::from_secs(60))),
+                Severity::Waiting => Ok(Action::requeue(resync.min(Duration::from_secs(60)))),
                 // Needs a human: retry slowly, or at once on the next spec change.
-                Severity::Stalled => Ok(Action::requeue(Duration::from_secs(600))),
+                Severity::Stalled => Ok(Action::requeue(resync.min(Duration::from_secs(600)))),
             }
         }
     }
