@@ -108,6 +108,20 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// An error and its causes in one line ("client error: connect: connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
+}
+
 async fn start(args: Args) -> Result<(), String> {
     let settings = Settings {
         cluster_name: args.cluster_name,
@@ -125,9 +139,12 @@ async fn start(args: Args) -> Result<(), String> {
         return Err("--iam-path-prefix must start and end with '/'".into());
     }
 
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+        .map_err(|e| format!("cannot configure the Kubernetes client: {}", chain(&e)))?;
+    let url = config.cluster_url.clone();
+    let client = kube::Client::try_from(config)
+        .map_err(|e| format!("cannot configure the Kubernetes client: {}", chain(&e)))?;
     // Fail fast, with the fix in the message, when the cluster or the CRDs are missing.
     let probe: Api<IamPolicy> = match args.watch_namespace.first() {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -138,7 +155,7 @@ async fn start(args: Args) -> Result<(), String> {
             kube::Error::Api(s) if s.code == 404 => {
                 "the iam.kubeop.dev CRDs are not installed: run `kubectl apply -f crds/`".into()
             }
-            other => format!("cannot reach the Kubernetes API: {other}"),
+            other => format!("cannot reach the Kubernetes API at {url}: {}", chain(&other)),
         });
     }
 

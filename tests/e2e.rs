@@ -400,8 +400,12 @@ current-context: nowhere
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "exit status {status}; stderr: {stderr}");
     assert!(
-        stderr.contains("cannot reach the Kubernetes API"),
-        "stderr does not say the API is unreachable: {stderr}"
+        stderr.contains("cannot reach the Kubernetes API at https://127.0.0.1:1/"),
+        "stderr does not say which API is unreachable: {stderr}"
+    );
+    assert!(
+        stderr.contains("onnection refused"),
+        "stderr does not give the cause: {stderr}"
     );
 }
 
