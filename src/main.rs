@@ -155,7 +155,10 @@ async fn start(args: Args) -> Result<(), String> {
             kube::Error::Api(s) if s.code == 404 => {
                 "the iam.kubeop.dev CRDs are not installed: run `kubectl apply -f crds/`".into()
             }
-            other => format!("cannot reach the Kubernetes API at {url}: {}", chain(&other)),
+            other => format!(
+                "cannot reach the Kubernetes API at {url}: {}",
+                chain(&other)
+            ),
         });
     }
 
@@ -176,6 +179,7 @@ async fn start(args: Args) -> Result<(), String> {
         settings,
         deps: Arc::new(KubeDependencies {
             client: client.clone(),
+            namespaces: args.watch_namespace.clone(),
         }),
     };
     let elector = args.leader_elect.then(|| {

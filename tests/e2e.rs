@@ -342,6 +342,69 @@ spec:
     cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
+/// IAM groups carry no tags, so the operator asks the API server which IamGroup manages a
+/// group: one in another namespace cannot adopt it, even with the adopt annotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopted_group_is_never_taken_from_another_namespace() {
+    let cp = ControlPlane::shared();
+    let emulator = Emulator::start();
+    let aws = aws_sdk_iam::Client::new(&support::sdk_config(&emulator.url));
+    let (first, second) = (cp.namespace("claim-a"), cp.namespace("claim-b"));
+    let scope = format!("{first},{second}");
+    let op = Operator::start(cp, &emulator.url, &["--watch-namespace", &scope], &[]);
+    let group = format!("{first}-shared");
+    let manifest = |ns: &str, annotations: &str| {
+        format!(
+            "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamGroup\nmetadata: {{name: shared, namespace: {ns}{annotations}}}\nspec:\n  groupName: {group}\n  policies: [{{arn: arn:aws:iam::aws:policy/ReadOnlyAccess}}]\n"
+        )
+    };
+    apply_ok(cp, &manifest(&first, ""));
+    wait_ready(cp, &op, &first, &["iamgroup/shared"], 60);
+    apply_ok(
+        cp,
+        &manifest(&second, ", annotations: {iam.kubeop.dev/adopt: \"true\"}"),
+    );
+    let stalled = kubectl_with_operator(
+        cp,
+        &op,
+        &[
+            "wait",
+            "--for=condition=Stalled",
+            "-n",
+            &second,
+            "--timeout=60s",
+            "iamgroup/shared",
+        ],
+    );
+    assert_ok(cp, &op, &second, "waiting for Stalled", &stalled);
+    let ready = ready_condition(cp, &second, "iamgroup", "shared").unwrap();
+    assert_eq!(ready["reason"], "NameConflict", "{ready}");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("{first}/shared")), "{message}");
+
+    let out = kubectl_with_operator(
+        cp,
+        &op,
+        &[
+            "delete",
+            "iamgroup",
+            "shared",
+            "-n",
+            &second,
+            "--timeout=60s",
+        ],
+    );
+    assert_ok(cp, &op, &second, "deleting the second IamGroup", &out);
+    assert!(group_exists(&aws, &group).await);
+    assert_eq!(
+        attached_group_policies(&aws, &group).await,
+        BTreeSet::from(["arn:aws:iam::aws:policy/ReadOnlyAccess".to_string()])
+    );
+    for ns in [&first, &second] {
+        cp.kubectl_ok(&["delete", "namespace", ns, "--wait=false"]);
+    }
+}
+
 /// Pointed at a cluster that is not there, the operator exits at once with a clear message
 /// instead of hanging or crash-looping silently.
 #[test]

@@ -326,6 +326,22 @@ async fn existing_group_needs_adoption_and_is_never_shared() {
     assert_eq!(w.group_policies("legacy").await, set(&[READ_ONLY]));
     assert!(w.group_inline("legacy").await.is_empty());
 
+    // Adoption never reaches a group at another path than the spec's.
+    w.aws
+        .create_group()
+        .group_name("admins")
+        .path("/admins/")
+        .send()
+        .await
+        .unwrap();
+    let mut admins = group_cr("team-a", "admins", "admins");
+    annotate_adopt(&mut admins);
+    let err = reconcile(&w, &mut admins).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
+    assert!(err.to_string().contains("/admins/"), "{err}");
+    group::cleanup(&w.engine, &admins).await.unwrap();
+    assert!(w.group_exists("admins").await);
+
     // Once adopted, the group is known by its id: the annotation is no longer needed.
     g.metadata.annotations = None;
     reconcile(&w, &mut g).await.unwrap();
@@ -340,6 +356,23 @@ async fn existing_group_needs_adoption_and_is_never_shared() {
     assert!(w.group_exists("legacy").await);
     assert_eq!(w.group_policies("legacy").await, set(&[READ_ONLY]));
     assert!(w.group_inline("legacy").await.is_empty());
+
+    // Even with the adopt annotation, a group another IamGroup manages is not taken twice.
+    let id = g.status.as_ref().unwrap().group_id.clone().unwrap();
+    w.deps
+        .group_claims
+        .lock()
+        .unwrap()
+        .insert(id, "team-a/legacy".into());
+    annotate_adopt(&mut other);
+    let err = reconcile(&w, &mut other).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
+    assert!(err.to_string().contains("team-a/legacy"), "{err}");
+    group::cleanup(&w.engine, &other).await.unwrap();
+    assert!(w.group_exists("legacy").await);
+    assert_eq!(w.group_policies("legacy").await, set(&[READ_ONLY]));
+    // The owner itself still reconciles.
+    reconcile(&w, &mut g).await.unwrap();
 }
 
 #[tokio::test]

@@ -577,6 +577,28 @@ async fn existing_user_needs_adoption() {
         map(&[("team", "a"), (OWNER_TAG, "default/team-a/legacy")])
     );
     assert!(w.user_policies("legacy").await.is_empty());
+
+    // Adoption never reaches a user at another path than the spec's (the path is what
+    // --iam-path-prefix guards).
+    w.aws
+        .create_user()
+        .user_name("root-admin")
+        .path("/admins/")
+        .send()
+        .await
+        .unwrap();
+    let mut admin = user_cr("team-a", "root-admin", "root-admin");
+    admin
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(ADOPT_ANNOTATION.into(), "true".into());
+    let err = reconcile(&w, &mut admin).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
+    assert!(err.to_string().contains("/admins/"), "{err}");
+    assert!(w.user_tags("root-admin").await.is_empty());
+    user::cleanup(&w.engine, &admin).await.unwrap();
+    assert!(w.user_exists("root-admin").await);
 }
 
 #[tokio::test]

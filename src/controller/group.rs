@@ -1,6 +1,6 @@
 //! IamGroup: a group with exclusive managed and inline policies.
 
-use super::{Engine, Synced, adopt_allowed, permissions};
+use super::{Engine, Synced, adopt_allowed, check_adopted_path, permissions};
 use crate::api::{ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupStatus};
 use crate::error::{Error, Result};
 use crate::iam::{GroupInfo, Principal, gone, optional};
@@ -18,7 +18,20 @@ async fn observe(
         return Ok(None);
     };
     let known = status.group_id.as_deref() == Some(info.id.as_str());
-    if known || adopt_allowed(obj) {
+    if known {
+        Ok(Some(info))
+    } else if adopt_allowed(obj) {
+        check_adopted_path("group", &name, &info.path, &obj.spec.path)?;
+        let namespace = obj.namespace().unwrap_or_default();
+        if let Some(owner) = engine
+            .deps
+            .group_claimed_by(&info.id, &namespace, &obj.name_any())
+            .await?
+        {
+            return Err(Error::NameConflict(format!(
+                "IAM group {name} is managed by IamGroup {owner}; choose another name"
+            )));
+        }
         Ok(Some(info))
     } else {
         Err(Error::NameConflict(format!(

@@ -26,6 +26,14 @@ pub trait Dependencies: Send + Sync {
     async fn policy_arn(&self, namespace: &str, name: &str) -> Result<String>;
     /// IAM name of the Ready IamGroup `name`, or `DependencyNotReady`.
     async fn group_name(&self, namespace: &str, name: &str) -> Result<String>;
+    /// `namespace/name` of another IamGroup that already manages the IAM group with this
+    /// id. Groups cannot be tagged, so this is how adoption avoids taking one twice.
+    async fn group_claimed_by(
+        &self,
+        group_id: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>>;
 }
 
 /// What every reconcile needs: the IAM port, the settings and the dependency resolver.
@@ -77,6 +85,18 @@ pub fn adopt_allowed<K: ResourceExt>(obj: &K) -> bool {
     obj.annotations()
         .get(ADOPT_ANNOTATION)
         .is_some_and(|v| v == "true")
+}
+
+/// An entity is taken over only where the spec says it is: the path is what
+/// `--iam-path-prefix` guards, so adopting one elsewhere would step around that guardrail.
+/// A conflict, not invalid input: cleanup then leaves the entity alone.
+pub fn check_adopted_path(kind: &str, name: &str, actual: &str, spec: &str) -> Result<()> {
+    if actual == spec {
+        return Ok(());
+    }
+    Err(Error::NameConflict(format!(
+        "IAM {kind} {name} exists at path {actual}, not at spec.path {spec}; declare it with spec.path {actual} to adopt it, or choose another name"
+    )))
 }
 
 /// Ownership decision for a taggable entity (user or policy) found in IAM.

@@ -319,6 +319,8 @@ fn error_policy<K: Managed>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<Context>
 /// Reads dependencies from the Kubernetes API.
 pub struct KubeDependencies {
     pub client: Client,
+    /// The watched namespaces (empty: all), the scope of the operator's RBAC.
+    pub namespaces: Vec<String>,
 }
 
 /// Whether a dependency reports Ready for its current generation.
@@ -359,6 +361,33 @@ impl Dependencies for KubeDependencies {
     async fn group_name(&self, namespace: &str, name: &str) -> Result<String> {
         let group: IamGroup = ready_dependency(&self.client, namespace, name).await?;
         Ok(group.iam_name())
+    }
+
+    async fn group_claimed_by(
+        &self,
+        group_id: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>> {
+        let apis: Vec<Api<IamGroup>> = if self.namespaces.is_empty() {
+            vec![Api::all(self.client.clone())]
+        } else {
+            self.namespaces
+                .iter()
+                .map(|ns| Api::namespaced(self.client.clone(), ns))
+                .collect()
+        };
+        for api in apis {
+            for g in api.list(&Default::default()).await? {
+                let ns = g.namespace().unwrap_or_default();
+                let claims =
+                    g.status.as_ref().and_then(|s| s.group_id.as_deref()) == Some(group_id);
+                if claims && (ns.as_str(), g.name_any().as_str()) != (namespace, name) {
+                    return Ok(Some(format!("{ns}/{}", g.name_any())));
+                }
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -3,7 +3,7 @@
 //! the Kubernetes API for its Secrets.
 
 use super::plan::{plan_set, plan_tags};
-use super::{Engine, Synced, check_owner, desired_tags, permissions};
+use super::{Engine, Synced, check_adopted_path, check_owner, desired_tags, permissions};
 use crate::api::{DeletionPolicy, IamUser, IamUserStatus, OWNER_TAG};
 use crate::error::{Error, Result};
 use crate::iam::{IamError, Principal, UserInfo, gone, optional};
@@ -27,6 +27,9 @@ async fn observe(
         &engine.owner_of(obj),
         known,
     )?;
+    if !known {
+        check_adopted_path("user", &name, &info.path, &obj.spec.path)?;
+    }
     Ok(Some(info))
 }
 

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 pub struct FakeDeps {
     pub policies: Mutex<HashMap<(String, String), String>>,
     pub groups: Mutex<HashMap<(String, String), String>>,
+    /// IAM group id → `namespace/name` of the IamGroup whose status records it.
+    pub group_claims: Mutex<HashMap<String, String>>,
 }
 
 impl FakeDeps {
@@ -51,6 +53,13 @@ impl Dependencies for FakeDeps {
             .get(&(ns.into(), name.into()))
             .cloned()
             .ok_or_else(|| Error::DependencyNotReady(format!("waiting for IamGroup {name}")))
+    }
+    async fn group_claimed_by(&self, id: &str, ns: &str, name: &str) -> Result<Option<String>> {
+        let claims = self.group_claims.lock().unwrap();
+        Ok(claims
+            .get(id)
+            .filter(|o| **o != format!("{ns}/{name}"))
+            .cloned())
     }
 }
 
