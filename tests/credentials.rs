@@ -484,6 +484,29 @@ async fn published_key_authenticates_and_deleted_key_does_not() {
     ));
     let me = own.get_user().user_name("app").send().await.unwrap();
     assert_eq!(me.user().unwrap().arn(), arn);
+    // A workload in another process and another SDK (boto3), reading the Secret the two
+    // ways a Pod does: mounted as files (`credentials`) and as environment (`envFrom`).
+    let mounted = tempfile::tempdir().unwrap();
+    for (name, value) in secret.data.as_ref().unwrap() {
+        std::fs::write(mounted.path().join(name), &value.0).unwrap();
+    }
+    let mounted_file = mounted.path().join("credentials");
+    let mounted_file = mounted_file.to_string_lossy();
+    let from_file = [("AWS_SHARED_CREDENTIALS_FILE", &*mounted_file)];
+    assert_eq!(
+        workload(&c.emu.url, &from_file).as_deref(),
+        Ok(&*arn),
+        "with the mounted credentials file"
+    );
+    let from_env = workload(
+        &c.emu.url,
+        &[("AWS_ACCESS_KEY_ID", &id), ("AWS_SECRET_ACCESS_KEY", &key)],
+    );
+    assert_eq!(
+        from_env.as_deref(),
+        Ok(&*arn),
+        "with the Secret as environment"
+    );
 
     // Disabling the access key deletes the Secret and the key.
     c.patch_spec("app", serde_json::json!({"accessKey": {"enabled": false}}))
@@ -502,7 +525,33 @@ async fn published_key_authenticates_and_deleted_key_does_not() {
         caller_arn(&c.emu.url, &id, &key).await,
         Err("InvalidClientTokenId".to_string())
     );
+    let stale = workload(&c.emu.url, &from_file).unwrap_err();
+    assert!(stale.contains("InvalidClientTokenId"), "{stale}");
     c.finish().await;
+}
+
+/// Runs a boto3 program that finds its credentials through the standard chain, as a Pod
+/// would, and prints who it is according to STS.
+fn workload(url: &str, env: &[(&str, &str)]) -> Result<String, String> {
+    let mut cmd = std::process::Command::new(support::emulator::python());
+    cmd.args([
+        "-c",
+        "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])",
+    ])
+    .env_clear()
+    .env("HOME", std::env::temp_dir())
+    .env("AWS_ENDPOINT_URL", url)
+    .env("AWS_DEFAULT_REGION", "us-east-1")
+    .env("AWS_CONFIG_FILE", "/dev/null");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// Samples IAM and the Secret every ~200 ms until stopped; returns the violations seen.

@@ -10,7 +10,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The emulator's python, installing the venv once per test process if needed.
-fn python() -> &'static str {
+pub fn python() -> &'static str {
     static PY: OnceLock<String> = OnceLock::new();
     PY.get_or_init(|| {
         let out = Command::new("bash")
