@@ -3,6 +3,7 @@
 # examples/, and leaves everything running.
 #
 #   scripts/run-local.sh        start (or show, if already running)
+#   scripts/run-local.sh iam    show what the IAM emulator holds (never secret values)
 #   scripts/run-local.sh down   stop everything and remove the local state
 #
 # Builds what is missing first (the operator, the Go-built control plane, kubectl, helm, the
@@ -44,9 +45,15 @@ wait_ready() {
   return 1
 }
 
+iam_state() {
+  "$(bash "$ROOT/scripts/emulator.sh" python)" "$ROOT/tools/iam-emulator/iam_state.py" "$(cat "$STATE/emulator.url")"
+}
+
 show() {
   echo
   kubectl get iam -A
+  echo
+  iam_state
   echo
   echo "Published Secrets (keys only, never values):"
   kubectl get secrets -A -l app.kubernetes.io/managed-by=iam-operator \
@@ -56,7 +63,7 @@ show() {
   echo "  export KUBECONFIG=$KUBECONFIG_PATH"
   echo "  $BIN/kubectl get iam -A"
   echo "IAM emulator: $(cat "$STATE/emulator.url")   operator log: $STATE/operator.log"
-  echo "Stop everything with: scripts/run-local.sh down"
+  echo "IAM state again: scripts/run-local.sh iam    Stop everything: scripts/run-local.sh down"
 }
 
 up() {
@@ -111,5 +118,6 @@ up() {
 case "${1:-up}" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 [up|down]" >&2; exit 2 ;;
+  iam) iam_state ;;
+  *) echo "usage: $0 [up|iam|down]" >&2; exit 2 ;;
 esac
