@@ -1071,7 +1071,14 @@ async fn console_access_password_reset_and_disable() {
     assert_ne!(second, first);
     assert_eq!(login_profile(&c, "carol").await, Some(true));
 
-    // The Secret is lost: a new password.
+    // The Secret is lost: a new password. The account has an alias by now, and the sign-in
+    // URL uses it.
+    c.iam
+        .create_account_alias()
+        .account_alias("acme-corp")
+        .send()
+        .await
+        .unwrap();
     c.secrets
         .delete("carol-console", &DeleteParams::default())
         .await
@@ -1082,6 +1089,10 @@ async fn console_access_password_reset_and_disable() {
         })
         .await;
     assert_ne!(data(&secret, "password").unwrap(), first);
+    assert_eq!(
+        data(&secret, "consoleUrl").as_deref(),
+        Some("https://acme-corp.signin.aws.amazon.com/console")
+    );
     c.wait_settled("carol").await;
     assert_eq!(login_profile(&c, "carol").await, Some(true));
 
