@@ -410,6 +410,11 @@ async fn sync_access_key(
         synced.note(format!("Reactivated published access key {id}"));
     }
     for id in &plan.delete_first {
+        // The previous key is deactivated first, so that it stops working at the end of
+        // its grace period even if the delete fails and waits for a retry.
+        if st.previous_access_key_id.as_ref() == Some(id) {
+            gone(iam.update_access_key(&user, id, KeyStatus::Inactive).await)?;
+        }
         gone(iam.delete_access_key(&user, id).await)?;
     }
     if !plan.delete_first.is_empty() {

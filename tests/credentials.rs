@@ -711,6 +711,36 @@ async fn rotation_by_annotation_keeps_old_key_for_grace_period() {
         fourth
     );
 
+    // At the end of the grace period the previous key is deactivated, then deleted: while
+    // IAM refuses the delete, the old key is already unusable and the Secret's key Active.
+    c.patch_spec(
+        "rot",
+        serde_json::json!({"accessKey": {"gracePeriod": "3s"}}),
+    )
+    .await;
+    c.emu
+        .fail("DeleteAccessKey", "ServiceFailure", 500, 100_000)
+        .await;
+    c.annotate("rot", ROTATE, "3").await;
+    eventually("the expired previous key to be Inactive", || async {
+        (c.keys("rot").await.get(&fourth) == Some(&false)).then_some(())
+    })
+    .await;
+    let fifth = c
+        .check_key_invariants("rot", "rot-aws-credentials")
+        .await
+        .unwrap();
+    assert_ne!(fifth, fourth);
+    c.emu.clear_faults().await;
+    c.wait_user("rot", "the deactivated key to be deleted", |u| {
+        ready(u) && key_status(u).previous_access_key_id.is_none()
+    })
+    .await;
+    assert_eq!(
+        c.keys("rot").await.keys().cloned().collect::<Vec<_>>(),
+        vec![fifth]
+    );
+
     stop.store(true, Ordering::Relaxed);
     let (samples, violations) = watcher.await.unwrap();
     println!(

@@ -89,6 +89,19 @@ impl Emulator {
     }
 }
 
+impl Emulator {
+    /// Removes every injected fault.
+    pub async fn clear_faults(&self) {
+        reqwest::Client::new()
+            .delete(format!("{}/_emulator/faults", self.url))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    }
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
