@@ -51,27 +51,15 @@ fn sdk_config_with(url: &str, creds: Option<&(String, String)>) -> aws_config::S
     }
 }
 
-/// The IAM error code of a raw SDK failure. Moto answers authentication failures with
-/// `<ErrorResponse><Errors><Error>` (the EC2 shape), which the Rust SDK's query-protocol
-/// parser does not read, so the code is taken from the raw body when the SDK has none.
+/// The IAM error code of a raw SDK failure (the SDK parses it; the emulator answers in
+/// IAM's own error shape).
 fn err_code<E>(
     err: &aws_sdk_iam::error::SdkError<E, aws_sdk_iam::config::http::HttpResponse>,
 ) -> String
 where
     E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Debug,
 {
-    if let Some(code) = support::code(err) {
-        return code;
-    }
-    let body = err
-        .raw_response()
-        .and_then(|r| r.body().bytes())
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .unwrap_or_default();
-    body.split_once("<Code>")
-        .and_then(|(_, rest)| rest.split_once("</Code>"))
-        .map(|(code, _)| code.to_string())
-        .unwrap_or_else(|| format!("{err:?}"))
+    support::code(err).unwrap_or_else(|| format!("{err:?}"))
 }
 
 /// The ARN STS reports for a key pair, or the error code.

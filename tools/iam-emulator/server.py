@@ -163,6 +163,14 @@ def _request_service_action(environ: Environ) -> tuple[str | None, str | None]:
     return service, (actions[0] if actions else None)
 
 
+def _query_error_shape(body: bytes) -> bytes:
+    """moto's authentication errors come as ``<ErrorResponse><Errors><Error>`` (the EC2
+    shape); IAM and STS answer ``<ErrorResponse><Error>``, which is what SDKs parse."""
+    if b"<ErrorResponse><Errors><Error>" not in body:
+        return body
+    return body.replace(b"<Errors>", b"", 1).replace(b"</Errors>", b"", 1)
+
+
 class EmulatorApp:
     """WSGI middleware in front of moto's DomainDispatcherApplication."""
 
@@ -175,14 +183,24 @@ class EmulatorApp:
         self.moto_lock = threading.Lock()
 
     def call_moto(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        captured: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured[:] = [status, headers, exc_info]
+            return lambda data: None
+
         with self.moto_lock:
-            result = self.moto_app(environ, start_response)
+            result = self.moto_app(environ, capture)
             try:
                 body = b"".join(result)
             finally:
                 close = getattr(result, "close", None)
                 if close:
                     close()
+        status, headers, exc_info = captured
+        body = _query_error_shape(body)
+        headers = [(k, str(len(body)) if k.lower() == "content-length" else v) for k, v in headers]
+        start_response(status, headers, exc_info)
         return [body]
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

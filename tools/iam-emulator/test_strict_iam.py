@@ -683,6 +683,27 @@ def test_authentication_enforced_after_initial_free_actions() -> None:
         assert error_of(exc)[0] == "InvalidClientTokenId"
         # The controls need no signature.
         assert emu.control("GET", "/_emulator/calls")[1]["CreateAccessKey"] == 2
+
+        # Authentication errors have IAM's query shape (<ErrorResponse><Error>), which SDKs
+        # other than boto3 parse strictly; moto alone wraps them in <Errors>.
+        req = urllib.request.Request(
+            emu.url + "/",
+            data=b"Action=ListUsers&Version=2010-05-08",
+            method="POST",
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Amz-Date": "20260101T000000Z",
+                "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAXXXXXXXXXXXXXXXX/20260101/"
+                "us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00",
+            },
+        )
+        with pytest.raises(urllib.error.HTTPError) as raw:
+            urllib.request.urlopen(req, timeout=10)
+        body = raw.value.read()
+        assert raw.value.code == 403
+        assert b"<ErrorResponse><Error><Code>InvalidClientTokenId</Code>" in body, body
+        assert b"<Errors>" not in body
+        assert int(raw.value.headers["Content-Length"]) == len(body)
     finally:
         emu.stop()
 
