@@ -128,6 +128,8 @@ struct Case {
     emu: Emulator,
     /// Admin credentials when the emulator enforces authentication.
     creds: Option<(String, String)>,
+    /// The operator's own credentials, when it must not run as the admin.
+    operator_creds: Option<(String, String)>,
     iam: aws_sdk_iam::Client,
     op: Option<Operator>,
     users: Api<IamUser>,
@@ -185,16 +187,42 @@ impl Case {
             ns,
             emu,
             creds,
+            operator_creds: None,
             iam,
             op: None,
         }
+    }
+
+    /// From now on the operator signs as a new IAM user whose only permission is `document`.
+    async fn run_operator_as(&mut self, user: &str, document: &str) {
+        self.iam.create_user().user_name(user).send().await.unwrap();
+        self.iam
+            .put_user_policy()
+            .user_name(user)
+            .policy_name("iam-operator")
+            .policy_document(document)
+            .send()
+            .await
+            .unwrap();
+        let out = self
+            .iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap();
+        let key = out.access_key().unwrap();
+        self.operator_creds = Some((
+            key.access_key_id().to_string(),
+            key.secret_access_key().to_string(),
+        ));
     }
 
     /// Starts the operator for this namespace (with the admin key if auth is enforced).
     fn start(&mut self, envs: &[(&str, &str)]) {
         assert!(self.op.is_none(), "operator already running");
         let mut all: Vec<(&str, &str)> = Vec::new();
-        if let Some((id, secret)) = &self.creds {
+        if let Some((id, secret)) = self.operator_creds.as_ref().or(self.creds.as_ref()) {
             all.push(("AWS_ACCESS_KEY_ID", id));
             all.push(("AWS_SECRET_ACCESS_KEY", secret));
         }
@@ -1273,5 +1301,119 @@ async fn retain_keeps_credentials_and_secrets() {
         caller_arn(&c.emu.url, &id, &key).await,
         Ok(format!("arn:aws:iam::{ACCOUNT}:user/kept"))
     );
+    c.finish().await;
+}
+
+/// The operator's documented IAM policy (docs/operator-iam-policy.json) is all it needs for
+/// the whole life cycle; and the emulator really evaluates it: without one of its actions,
+/// the user stalls with AccessDenied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_iam_policy_is_all_the_operator_needs() {
+    let mut c = Case::authenticated("cred-policy").await;
+    let documented = std::fs::read_to_string(
+        support::emulator::repo_root().join("docs/operator-iam-policy.json"),
+    )
+    .unwrap();
+    // Moto authorizes every IAM request against the resource "*", so a statement scoped to
+    // user/* never matches there: this checks the actions (the resources are IAM's usual
+    // ARN forms). Compact, as a policy is sent (moto's signature check trips over newlines).
+    let mut documented: serde_json::Value = serde_json::from_str(&documented).unwrap();
+    for statement in documented["Statement"].as_array_mut().unwrap() {
+        statement["Resource"] = "*".into();
+    }
+    let documented = documented.to_string();
+    let limited = documented.replace("\"iam:CreateAccessKey\",", "");
+    assert_ne!(limited, documented);
+    c.run_operator_as("operator-limited", &limited).await;
+    c.start(&[]);
+    c.create_user("dev", &[], &key_spec(""));
+    let user = c
+        .wait_user("dev", "Stalled for want of iam:CreateAccessKey", |u| {
+            condition(u, "Stalled").is_some_and(|s| s.status == "True")
+        })
+        .await;
+    let stalled = condition(&user, "Stalled").unwrap();
+    assert_eq!(stalled.reason, "AccessDenied", "{stalled:?}");
+    assert!(stalled.message.contains("CreateAccessKey"), "{stalled:?}");
+    assert!(c.keys("dev").await.is_empty());
+    c.stop();
+
+    c.run_operator_as("operator", &documented).await;
+    c.start(&[]);
+    let ns = c.ns.clone();
+    c.apply(&format!(
+        r#"apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamPolicy
+metadata: {{name: reader, namespace: {ns}}}
+spec:
+  document: {{Version: "2012-10-17", Statement: [{{Effect: Allow, Action: "s3:GetObject", Resource: "*"}}]}}
+---
+apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamGroup
+metadata: {{name: devs, namespace: {ns}}}
+spec:
+  policies: [{{policyRef: {{name: reader}}}}, {{arn: "arn:aws:iam::aws:policy/ReadOnlyAccess"}}]
+  inlinePolicies:
+    - name: deny-delete
+      document: {{Version: "2012-10-17", Statement: [{{Effect: Deny, Action: "s3:DeleteObject", Resource: "*"}}]}}
+"#
+    ));
+    c.create_user(
+        "dev",
+        &[],
+        &format!(
+            "  groups: [{{groupRef: {{name: devs}}}}]\n  policies: [{{policyRef: {{name: reader}}}}]\n  permissionsBoundary: {{arn: \"arn:aws:iam::aws:policy/PowerUserAccess\"}}\n  inlinePolicies:\n    - name: own\n      document: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"sts:GetCallerIdentity\", Resource: \"*\"}}]}}\n  console:\n    enabled: true\n    passwordResetRequired: true\n{}",
+            key_spec("    gracePeriod: 1s\n")
+        ),
+    );
+    let user = c.wait_settled("dev").await;
+    let first = key_status(&user).access_key_id.unwrap();
+    c.annotate("dev", ROTATE, "1").await;
+    c.wait_user("dev", "a rotation whose previous key has expired", |u| {
+        settled(u)
+            && key_status(u).access_key_id.as_deref() != Some(&*first)
+            && key_status(u).previous_access_key_id.is_none()
+    })
+    .await;
+    assert!(!c.keys("dev").await.contains_key(&first));
+    c.annotate("dev", RESET, "1").await;
+    c.wait_settled("dev").await;
+    assert_eq!(login_profile(&c, "dev").await, Some(true));
+
+    let out = c.cp.kubectl(&[
+        "delete",
+        "iamuser,iamgroup,iampolicy",
+        "--all",
+        "-n",
+        &ns,
+        "--timeout=90s",
+    ]);
+    assert!(
+        out.status.success(),
+        "deleting as the documented policy allows: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    let users = c.iam.list_users().send().await.unwrap();
+    let mut left: Vec<&str> = users.users().iter().map(|u| u.user_name()).collect();
+    left.sort();
+    assert_eq!(left, ["admin", "operator", "operator-limited"]);
+    assert!(
+        c.iam
+            .list_groups()
+            .send()
+            .await
+            .unwrap()
+            .groups()
+            .is_empty()
+    );
+    let local = c
+        .iam
+        .list_policies()
+        .scope(aws_sdk_iam::types::PolicyScopeType::Local)
+        .send()
+        .await
+        .unwrap();
+    assert!(local.policies().is_empty(), "{:?}", local.policies());
     c.finish().await;
 }
