@@ -10,11 +10,11 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalized, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -397,10 +397,29 @@ fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool
         .any(|a| a.policy_ref.as_ref().is_some_and(|r| r.name == name))
 }
 
+/// A controller for `K` that reconciles on changes of spec (generation), annotations (the
+/// rotate/reset/adopt triggers), finalizers and deletion, but not on its own status writes:
+/// those would double every reconcile and its IAM reads. Requeues and watched objects
+/// still trigger as usual.
+fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> Controller<K> {
+    let (reader, writer) = kube::runtime::reflector::store();
+    let changes = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            Default::default(),
+        );
+    Controller::for_stream(changes, reader).with_config(config.clone())
+}
+
 /// Everything the operator runs: one controller per kind (per watched namespace).
 pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
     let client = ctx.client.clone();
-    let config = kube::runtime::controller::Config::default().concurrency(concurrency);
+    let config = ControllerConfig::default().concurrency(concurrency);
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
         vec![None]
     } else {
@@ -425,8 +444,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
         let (policies, groups, users) = api(&client);
         let wc = watcher::Config::default();
 
-        let policy_ctl = Controller::new(policies.clone(), wc.clone())
-            .with_config(config.clone())
+        let policy_ctl = controller(policies.clone(), &config)
             .shutdown_on_signal()
             .run(
                 reconcile::<IamPolicy>,
@@ -435,7 +453,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
             )
             .for_each(|_| futures::future::ready(()));
 
-        let group_ctl = Controller::new(groups.clone(), wc.clone()).with_config(config.clone());
+        let group_ctl = controller(groups.clone(), &config);
         let group_store = group_ctl.store();
         let group_ctl = group_ctl
             .watches(policies.clone(), wc.clone(), move |p: IamPolicy| {
@@ -452,7 +470,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
             .run(reconcile::<IamGroup>, error_policy::<IamGroup>, ctx.clone())
             .for_each(|_| futures::future::ready(()));
 
-        let user_ctl = Controller::new(users.clone(), wc.clone()).with_config(config.clone());
+        let user_ctl = controller(users.clone(), &config);
         let by_policy = user_ctl.store();
         let by_group = user_ctl.store();
         let user_ctl = user_ctl
