@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::cluster::{ControlPlane, Operator};
 use support::emulator::Emulator;
+use support::read;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 const ACCOUNT: &str = "123456789012";
@@ -321,21 +322,7 @@ impl Case {
 
     /// The user's access keys in IAM: id → Active?
     async fn keys(&self, user: &str) -> BTreeMap<String, bool> {
-        self.iam
-            .list_access_keys()
-            .user_name(user)
-            .send()
-            .await
-            .unwrap()
-            .access_key_metadata()
-            .iter()
-            .map(|k| {
-                (
-                    k.access_key_id().unwrap().to_string(),
-                    k.status().map(|s| s.as_str()) == Some("Active"),
-                )
-            })
-            .collect()
+        read::access_keys(&self.iam, user).await
     }
 
     async fn create_iam_key(&self, user: &str) -> String {
@@ -1060,16 +1047,7 @@ async fn login_profile(c: &Case, user: &str) -> Option<bool> {
 }
 
 async fn attached(c: &Case, user: &str) -> BTreeSet<String> {
-    c.iam
-        .list_attached_user_policies()
-        .user_name(user)
-        .send()
-        .await
-        .unwrap()
-        .attached_policies()
-        .iter()
-        .map(|p| p.policy_arn().unwrap().to_string())
-        .collect()
+    read::user_policies(&c.iam, user).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::cluster::{ControlPlane, Operator, tool};
 use support::emulator::{Emulator, repo_root};
+use support::read;
 
 const ACCOUNT: &str = "123456789012";
 const OWNER_TAG: &str = "iam.kubeop.dev/owner";
@@ -85,8 +86,8 @@ async fn examples_converge_and_clean_up() {
         policy_arn,
         format!("arn:aws:iam::{ACCOUNT}:policy/team-a-s3-reader")
     );
-    assert!(policy_exists(&aws, &policy_arn).await);
-    let tags = policy_tags(&aws, &policy_arn).await;
+    assert!(read::policy_exists(&aws, &policy_arn).await);
+    let tags = read::policy_tags(&aws, &policy_arn).await;
     assert_eq!(
         tags.get(OWNER_TAG).map(String::as_str),
         Some("default/team-a/s3-reader"),
@@ -97,20 +98,20 @@ async fn examples_converge_and_clean_up() {
     // The group: both managed policies and the inline one.
     let group = "team-a-developers";
     assert_eq!(
-        attached_group_policies(&aws, group).await,
+        read::group_policies(&aws, group).await,
         BTreeSet::from([
             policy_arn.clone(),
             "arn:aws:iam::aws:policy/ReadOnlyAccess".to_string()
         ])
     );
     assert_eq!(
-        inline_group_policies(&aws, group).await,
+        read::group_inline(&aws, group).await,
         BTreeSet::from(["deny-bucket-delete".to_string()])
     );
 
     // The users, both members of the group.
     assert_eq!(
-        group_members(&aws, group).await,
+        read::group_members(&aws, group).await,
         BTreeSet::from(["team-a-alice".to_string(), "team-a-bob".to_string()])
     );
 
@@ -134,9 +135,9 @@ async fn examples_converge_and_clean_up() {
             ini.contains("[default]") && ini.contains(key_id) && ini.contains(secret_key),
             "credentials file of {secret} does not hold the key: {ini}"
         );
-        let keys = access_keys(&aws, user).await;
+        let keys = read::access_keys(&aws, user).await;
         assert!(
-            keys.contains(key_id),
+            keys.contains_key(key_id),
             "Secret {secret} publishes {key_id}, but {user}'s keys in IAM are {keys:?}"
         );
     }
@@ -191,16 +192,16 @@ async fn examples_converge_and_clean_up() {
     assert_ok(cp, &op, ns, "kubectl delete -f examples", &out);
     for user in ["team-a-alice", "team-a-bob"] {
         assert!(
-            !user_exists(&aws, user).await,
+            !read::user_exists(&aws, user).await,
             "IAM user {user} left behind"
         );
     }
     assert!(
-        !group_exists(&aws, group).await,
+        !read::group_exists(&aws, group).await,
         "IAM group {group} left behind"
     );
     assert!(
-        !policy_exists(&aws, &policy_arn).await,
+        !read::policy_exists(&aws, &policy_arn).await,
         "IAM policy {policy_arn} left behind"
     );
     cp.kubectl_ok(&["delete", "namespace", ns, "--wait=false"]);
@@ -250,25 +251,25 @@ spec:
     wait_ready(cp, &op, &ns, &["iampolicy,iamgroup,iamuser", "--all"], 180);
     let policy_arn = format!("arn:aws:iam::{ACCOUNT}:policy/{policy}");
     // Everything exists before the namespace goes, so "gone" below means cleaned up.
-    assert!(policy_exists(&aws, &policy_arn).await);
+    assert!(read::policy_exists(&aws, &policy_arn).await);
     assert_eq!(
-        group_members(&aws, &group).await,
+        read::group_members(&aws, &group).await,
         BTreeSet::from([user.clone()])
     );
-    assert_eq!(access_keys(&aws, &user).await.len(), 1);
+    assert_eq!(read::access_keys(&aws, &user).await.len(), 1);
 
     let out = kubectl_with_operator(cp, &op, &["delete", "namespace", &ns, "--timeout=120s"]);
     assert_ok(cp, &op, &ns, "kubectl delete namespace", &out);
     assert!(
-        !user_exists(&aws, &user).await,
+        !read::user_exists(&aws, &user).await,
         "IAM user {user} left behind"
     );
     assert!(
-        !group_exists(&aws, &group).await,
+        !read::group_exists(&aws, &group).await,
         "IAM group {group} left behind"
     );
     assert!(
-        !policy_exists(&aws, &policy_arn).await,
+        !read::policy_exists(&aws, &policy_arn).await,
         "IAM policy {policy_arn} left behind"
     );
 }
@@ -336,7 +337,7 @@ spec:
     let budget = Duration::from_secs(50).saturating_sub(seen_waiting.elapsed());
     wait_ready(cp, &op, &ns, &["iamuser/dave"], budget.as_secs().max(1));
     assert_eq!(
-        group_members(&aws, &group).await,
+        read::group_members(&aws, &group).await,
         BTreeSet::from([user.clone()])
     );
     cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
@@ -395,9 +396,9 @@ async fn adopted_group_is_never_taken_from_another_namespace() {
         ],
     );
     assert_ok(cp, &op, &second, "deleting the second IamGroup", &out);
-    assert!(group_exists(&aws, &group).await);
+    assert!(read::group_exists(&aws, &group).await);
     assert_eq!(
-        attached_group_policies(&aws, &group).await,
+        read::group_policies(&aws, &group).await,
         BTreeSet::from(["arn:aws:iam::aws:policy/ReadOnlyAccess".to_string()])
     );
     for ns in [&first, &second] {
@@ -594,13 +595,13 @@ spec:
     );
     wait_ready(cp, &op, &ns, &["iampolicy/p", "iamuser/erin"], 180);
     let policy_arn = format!("arn:aws:iam::{ACCOUNT}:policy/{policy}");
-    assert!(policy_exists(&aws, &policy_arn).await);
+    assert!(read::policy_exists(&aws, &policy_arn).await);
     let client = cp.client().await;
     let data = secret_data(&client, &ns, "erin-aws-credentials").await;
     assert!(
-        access_keys(&aws, &user)
+        read::access_keys(&aws, &user)
             .await
-            .contains(&data["AWS_ACCESS_KEY_ID"])
+            .contains_key(&data["AWS_ACCESS_KEY_ID"])
     );
     if env.contains(&("IAM_OPERATOR_LEADER_ELECT", "true")) {
         let leases = cp.kubectl_ok(&["get", "leases", "-n", &ns, "-o", "name"]);
@@ -624,10 +625,10 @@ spec:
     );
     assert_ok(cp, &op, &ns, "kubectl delete", &out);
     assert!(
-        !user_exists(&aws, &user).await,
+        !read::user_exists(&aws, &user).await,
         "IAM user {user} left behind"
     );
-    assert!(!policy_exists(&aws, &policy_arn).await);
+    assert!(!read::policy_exists(&aws, &policy_arn).await);
     // Every call the operator made was allowed (events included, which fail only in logs).
     let logs = op.logs();
     assert!(
@@ -759,88 +760,5 @@ async fn secret_data(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<St
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect()
-}
-
-fn absent<T, E>(result: Result<T, aws_sdk_iam::error::SdkError<E>>, what: &str) -> bool
-where
-    E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Debug,
-{
-    match result {
-        Ok(_) => false,
-        Err(e) if support::code(&e).as_deref() == Some("NoSuchEntity") => true,
-        Err(e) => panic!("{what}: {e:?}"),
-    }
-}
-
-async fn user_exists(aws: &aws_sdk_iam::Client, name: &str) -> bool {
-    !absent(aws.get_user().user_name(name).send().await, "GetUser")
-}
-
-async fn group_exists(aws: &aws_sdk_iam::Client, name: &str) -> bool {
-    !absent(aws.get_group().group_name(name).send().await, "GetGroup")
-}
-
-async fn policy_exists(aws: &aws_sdk_iam::Client, arn: &str) -> bool {
-    !absent(aws.get_policy().policy_arn(arn).send().await, "GetPolicy")
-}
-
-async fn policy_tags(aws: &aws_sdk_iam::Client, arn: &str) -> BTreeMap<String, String> {
-    aws.list_policy_tags()
-        .policy_arn(arn)
-        .send()
-        .await
-        .unwrap()
-        .tags()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect()
-}
-
-async fn attached_group_policies(aws: &aws_sdk_iam::Client, group: &str) -> BTreeSet<String> {
-    aws.list_attached_group_policies()
-        .group_name(group)
-        .send()
-        .await
-        .unwrap()
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_string))
-        .collect()
-}
-
-async fn inline_group_policies(aws: &aws_sdk_iam::Client, group: &str) -> BTreeSet<String> {
-    aws.list_group_policies()
-        .group_name(group)
-        .send()
-        .await
-        .unwrap()
-        .policy_names()
-        .iter()
-        .cloned()
-        .collect()
-}
-
-async fn group_members(aws: &aws_sdk_iam::Client, group: &str) -> BTreeSet<String> {
-    aws.get_group()
-        .group_name(group)
-        .send()
-        .await
-        .unwrap()
-        .users()
-        .iter()
-        .map(|u| u.user_name().to_string())
-        .collect()
-}
-
-async fn access_keys(aws: &aws_sdk_iam::Client, user: &str) -> BTreeSet<String> {
-    aws.list_access_keys()
-        .user_name(user)
-        .send()
-        .await
-        .unwrap()
-        .access_key_metadata()
-        .iter()
-        .filter_map(|k| k.access_key_id().map(str::to_string))
         .collect()
 }

@@ -11,7 +11,7 @@ use iam_operator::error::{Error, Severity};
 use iam_operator::settings::{DenyList, Settings};
 use serde_json::json;
 use std::collections::BTreeSet;
-use support::{World, allow, meta, writes};
+use support::{World, allow, meta, read, writes};
 
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 const CHANGE_PASSWORD: &str = "arn:aws:iam::aws:policy/IAMUserChangePassword";
@@ -121,15 +121,15 @@ async fn create_with_path_managed_and_inline_policies() {
     assert_eq!(status.group_id.as_deref(), Some(iam.group_id()));
 
     assert_eq!(
-        w.group_policies("team-a-developers").await,
+        read::group_policies(&w.aws, "team-a-developers").await,
         set(&[&reader, READ_ONLY])
     );
     assert_eq!(
-        w.group_inline("team-a-developers").await,
+        read::group_inline(&w.aws, "team-a-developers").await,
         set(&["deny-delete"])
     );
     assert_eq!(
-        w.group_inline_doc("team-a-developers", "deny-delete").await,
+        read::group_inline_doc(&w.aws, "team-a-developers", "deny-delete").await,
         deny_delete()
     );
 
@@ -195,9 +195,18 @@ async fn out_of_band_attachments_and_inline_policies_are_reverted() {
             "Deleted inline policy sneaky",
         ])
     );
-    assert_eq!(w.group_policies(name).await, set(&[&reader, READ_ONLY]));
-    assert_eq!(w.group_inline(name).await, set(&["deny-delete"]));
-    assert_eq!(w.group_inline_doc(name, "deny-delete").await, deny_delete());
+    assert_eq!(
+        read::group_policies(&w.aws, name).await,
+        set(&[&reader, READ_ONLY])
+    );
+    assert_eq!(
+        read::group_inline(&w.aws, name).await,
+        set(&["deny-delete"])
+    );
+    assert_eq!(
+        read::group_inline_doc(&w.aws, name, "deny-delete").await,
+        deny_delete()
+    );
 }
 
 #[tokio::test]
@@ -232,17 +241,23 @@ async fn spec_changes_are_applied_and_equal_documents_are_a_noop() {
     g.spec.policies = vec![by_ref("s3-reader"), by_arn(CHANGE_PASSWORD)];
     reconcile(&w, &mut g).await.unwrap();
     assert_eq!(
-        w.group_policies(name).await,
+        read::group_policies(&w.aws, name).await,
         set(&[&reader, CHANGE_PASSWORD])
     );
-    assert_eq!(w.group_inline(name).await, set(&["deny-delete", "extra"]));
-    assert_eq!(w.group_inline_doc(name, "deny-delete").await, changed);
+    assert_eq!(
+        read::group_inline(&w.aws, name).await,
+        set(&["deny-delete", "extra"])
+    );
+    assert_eq!(
+        read::group_inline_doc(&w.aws, name, "deny-delete").await,
+        changed
+    );
 
     g.spec.inline_policies.clear();
     g.spec.policies.clear();
     reconcile(&w, &mut g).await.unwrap();
-    assert!(w.group_policies(name).await.is_empty());
-    assert!(w.group_inline(name).await.is_empty());
+    assert!(read::group_policies(&w.aws, name).await.is_empty());
+    assert!(read::group_inline(&w.aws, name).await.is_empty());
 }
 
 #[tokio::test]
@@ -263,10 +278,10 @@ async fn delete_removes_members_attachments_inline_policies_and_group() {
     assert!(w.aws.delete_group().group_name(name).send().await.is_err());
 
     group::cleanup(&w.engine, &g).await.unwrap();
-    assert!(!w.group_exists(name).await);
+    assert!(!read::group_exists(&w.aws, name).await);
     // The member user itself stays; only its membership went with the group.
-    assert!(w.user_exists("bob").await);
-    assert!(w.user_groups("bob").await.is_empty());
+    assert!(read::user_exists(&w.aws, "bob").await);
+    assert!(read::user_groups(&w.aws, "bob").await.is_empty());
     // The referenced customer policy is not the group's to delete.
     assert!(w.aws.get_policy().policy_arn(&reader).send().await.is_ok());
 
@@ -282,9 +297,15 @@ async fn retain_leaves_the_group_untouched() {
     reconcile(&w, &mut g).await.unwrap();
     group::cleanup(&w.engine, &g).await.unwrap();
     let name = "team-a-developers";
-    assert!(w.group_exists(name).await);
-    assert_eq!(w.group_policies(name).await, set(&[&reader, READ_ONLY]));
-    assert_eq!(w.group_inline(name).await, set(&["deny-delete"]));
+    assert!(read::group_exists(&w.aws, name).await);
+    assert_eq!(
+        read::group_policies(&w.aws, name).await,
+        set(&[&reader, READ_ONLY])
+    );
+    assert_eq!(
+        read::group_inline(&w.aws, name).await,
+        set(&["deny-delete"])
+    );
 }
 
 #[tokio::test]
@@ -312,19 +333,22 @@ async fn existing_group_needs_adoption_and_is_never_shared() {
     assert_eq!(err.severity(), Severity::Stalled);
     assert!(err.to_string().contains(ADOPT_ANNOTATION), "{err}");
     // Not modified, not recorded as ours, and deleting the CR leaves it.
-    assert!(w.group_policies("legacy").await.is_empty());
-    assert_eq!(w.group_inline("legacy").await, set(&["old"]));
+    assert!(read::group_policies(&w.aws, "legacy").await.is_empty());
+    assert_eq!(read::group_inline(&w.aws, "legacy").await, set(&["old"]));
     assert!(g.status.as_ref().unwrap().group_id.is_none());
     group::cleanup(&w.engine, &g).await.unwrap();
-    assert!(w.group_exists("legacy").await);
-    assert_eq!(w.group_inline("legacy").await, set(&["old"]));
+    assert!(read::group_exists(&w.aws, "legacy").await);
+    assert_eq!(read::group_inline(&w.aws, "legacy").await, set(&["old"]));
 
     // With the annotation it is adopted and converges to the spec.
     annotate_adopt(&mut g);
     reconcile(&w, &mut g).await.unwrap();
     assert!(g.status.as_ref().unwrap().group_id.is_some());
-    assert_eq!(w.group_policies("legacy").await, set(&[READ_ONLY]));
-    assert!(w.group_inline("legacy").await.is_empty());
+    assert_eq!(
+        read::group_policies(&w.aws, "legacy").await,
+        set(&[READ_ONLY])
+    );
+    assert!(read::group_inline(&w.aws, "legacy").await.is_empty());
 
     // Adoption never reaches a group at another path than the spec's.
     w.aws
@@ -340,7 +364,7 @@ async fn existing_group_needs_adoption_and_is_never_shared() {
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
     assert!(err.to_string().contains("/admins/"), "{err}");
     group::cleanup(&w.engine, &admins).await.unwrap();
-    assert!(w.group_exists("admins").await);
+    assert!(read::group_exists(&w.aws, "admins").await);
 
     // Once adopted, the group is known by its id: the annotation is no longer needed.
     g.metadata.annotations = None;
@@ -353,9 +377,12 @@ async fn existing_group_needs_adoption_and_is_never_shared() {
     let err = reconcile(&w, &mut other).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
     group::cleanup(&w.engine, &other).await.unwrap();
-    assert!(w.group_exists("legacy").await);
-    assert_eq!(w.group_policies("legacy").await, set(&[READ_ONLY]));
-    assert!(w.group_inline("legacy").await.is_empty());
+    assert!(read::group_exists(&w.aws, "legacy").await);
+    assert_eq!(
+        read::group_policies(&w.aws, "legacy").await,
+        set(&[READ_ONLY])
+    );
+    assert!(read::group_inline(&w.aws, "legacy").await.is_empty());
 
     // Even with the adopt annotation, a group another IamGroup manages is not taken twice.
     let id = g.status.as_ref().unwrap().group_id.clone().unwrap();
@@ -369,8 +396,11 @@ async fn existing_group_needs_adoption_and_is_never_shared() {
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
     assert!(err.to_string().contains("team-a/legacy"), "{err}");
     group::cleanup(&w.engine, &other).await.unwrap();
-    assert!(w.group_exists("legacy").await);
-    assert_eq!(w.group_policies("legacy").await, set(&[READ_ONLY]));
+    assert!(read::group_exists(&w.aws, "legacy").await);
+    assert_eq!(
+        read::group_policies(&w.aws, "legacy").await,
+        set(&[READ_ONLY])
+    );
     // The owner itself still reconciles.
     reconcile(&w, &mut g).await.unwrap();
 }
@@ -387,7 +417,7 @@ async fn path_outside_prefix_is_invalid_spec() {
     assert_eq!(err.reason(), "InvalidSpec");
     assert_eq!(err.severity(), Severity::Stalled);
     assert!(err.to_string().contains("/k8s/"), "{err}");
-    assert!(!w.group_exists("devs").await);
+    assert!(!read::group_exists(&w.aws, "devs").await);
 
     g.spec.path = "/k8s/team-a/".into();
     reconcile(&w, &mut g).await.unwrap();
@@ -415,14 +445,14 @@ async fn denied_policy_is_invalid_spec() {
         "{err}"
     );
     // Nothing was granted: the group was not even created.
-    assert!(!w.group_exists("admins").await);
+    assert!(!read::group_exists(&w.aws, "admins").await);
 
     // A denied policy that reaches the group through a policyRef is refused too.
     w.deps.policy("team-a", "admin", ADMIN);
     g.spec.policies = vec![by_ref("admin")];
     let err = reconcile(&w, &mut g).await.unwrap_err();
     assert_eq!(err.reason(), "InvalidSpec");
-    assert!(!w.group_exists("admins").await);
+    assert!(!read::group_exists(&w.aws, "admins").await);
 }
 
 #[tokio::test]
@@ -440,7 +470,7 @@ async fn missing_policy_ref_waits_then_converges() {
         .await;
     w.deps.policy("team-a", "s3-reader", &reader);
     reconcile(&w, &mut g).await.unwrap();
-    assert_eq!(w.group_policies("devs").await, set(&[&reader]));
+    assert_eq!(read::group_policies(&w.aws, "devs").await, set(&[&reader]));
 }
 
 #[tokio::test]
@@ -457,13 +487,13 @@ async fn swapping_a_policy_at_the_attachment_quota_converges() {
     let mut g = group_cr("team-a", "devs", "devs");
     g.spec.policies = arns[..10].iter().map(|a| by_arn(a)).collect();
     reconcile(&w, &mut g).await.unwrap();
-    assert_eq!(w.group_policies("devs").await.len(), 10);
+    assert_eq!(read::group_policies(&w.aws, "devs").await.len(), 10);
 
     // Replacing one keeps the group at 10: the old one must go before the new one comes.
     g.spec.policies = arns[1..].iter().map(|a| by_arn(a)).collect();
     reconcile(&w, &mut g).await.unwrap();
     let want: BTreeSet<String> = arns[1..].iter().cloned().collect();
-    assert_eq!(w.group_policies("devs").await, want);
+    assert_eq!(read::group_policies(&w.aws, "devs").await, want);
 
     // Same when the extra one was attached out of band while the group was at the quota.
     w.aws
@@ -481,5 +511,5 @@ async fn swapping_a_policy_at_the_attachment_quota_converges() {
         .await
         .unwrap();
     reconcile(&w, &mut g).await.unwrap();
-    assert_eq!(w.group_policies("devs").await, want);
+    assert_eq!(read::group_policies(&w.aws, "devs").await, want);
 }

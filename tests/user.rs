@@ -12,7 +12,7 @@ use iam_operator::error::{Error, Severity};
 use iam_operator::settings::{DenyList, Settings};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use support::{World, allow, meta, writes};
+use support::{World, allow, meta, read, writes};
 
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 const CHANGE_PASSWORD: &str = "arn:aws:iam::aws:policy/IAMUserChangePassword";
@@ -140,14 +140,14 @@ async fn create_with_path_tags_and_owner_tag_then_noop() {
     assert_eq!(status.arn.as_deref(), Some(iam.arn()));
     assert_eq!(status.user_id.as_deref(), Some(iam.user_id()));
     assert_eq!(
-        w.user_tags("alice").await,
+        read::user_tags(&w.aws, "alice").await,
         map(&[
             ("team", "a"),
             ("cost-center", "42"),
             (OWNER_TAG, "default/team-a/alice")
         ])
     );
-    assert_eq!(w.user_boundary("alice").await, None);
+    assert_eq!(read::user_boundary(&w.aws, "alice").await, None);
 
     // Nothing changed: a reconcile writes nothing.
     w.emulator.reset_calls().await;
@@ -195,7 +195,7 @@ async fn tag_drift_is_reverted_and_owner_tag_kept() {
         vec!["Updated tags of IAM user alice".to_string()]
     );
     assert_eq!(
-        w.user_tags("alice").await,
+        read::user_tags(&w.aws, "alice").await,
         map(&[("team", "a"), (OWNER_TAG, "default/team-a/alice")])
     );
 
@@ -203,7 +203,7 @@ async fn tag_drift_is_reverted_and_owner_tag_kept() {
     u.spec.tags = map(&[("env", "prod")]);
     reconcile(&w, &mut u).await.unwrap();
     assert_eq!(
-        w.user_tags("alice").await,
+        read::user_tags(&w.aws, "alice").await,
         map(&[("env", "prod"), (OWNER_TAG, "default/team-a/alice")])
     );
 }
@@ -219,7 +219,7 @@ async fn groups_from_ref_and_name_are_exclusive() {
     u.spec.groups = vec![group_ref("devs"), group_name("legacy-readers")];
     reconcile(&w, &mut u).await.unwrap();
     assert_eq!(
-        w.user_groups("alice").await,
+        read::user_groups(&w.aws, "alice").await,
         set(&["team-a-devs", "legacy-readers"])
     );
 
@@ -245,15 +245,18 @@ async fn groups_from_ref_and_name_are_exclusive() {
         set(&["Added to group legacy-readers", "Removed from group other"])
     );
     assert_eq!(
-        w.user_groups("alice").await,
+        read::user_groups(&w.aws, "alice").await,
         set(&["team-a-devs", "legacy-readers"])
     );
-    assert!(w.group_members("other").await.is_empty());
+    assert!(read::group_members(&w.aws, "other").await.is_empty());
 
     // Dropping a group from the spec leaves it.
     u.spec.groups = vec![group_name("legacy-readers")];
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_groups("alice").await, set(&["legacy-readers"]));
+    assert_eq!(
+        read::user_groups(&w.aws, "alice").await,
+        set(&["legacy-readers"])
+    );
 }
 
 #[tokio::test]
@@ -264,7 +267,10 @@ async fn group_names_compare_case_insensitively() {
     let mut u = user_cr("team-a", "alice", "alice");
     u.spec.groups = vec![group_ref("devs")];
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_groups("alice").await, set(&["Developers"]));
+    assert_eq!(
+        read::user_groups(&w.aws, "alice").await,
+        set(&["Developers"])
+    );
 
     // IAM names are case-insensitive: the same group spelled differently is already a
     // membership, so nothing is added or removed.
@@ -274,7 +280,10 @@ async fn group_names_compare_case_insensitively() {
     assert!(synced.changes.is_empty(), "{:?}", synced.changes);
     let calls = w.emulator.calls().await;
     assert!(writes(&calls).is_empty(), "{calls:?}");
-    assert_eq!(w.user_groups("alice").await, set(&["Developers"]));
+    assert_eq!(
+        read::user_groups(&w.aws, "alice").await,
+        set(&["Developers"])
+    );
 }
 
 #[tokio::test]
@@ -289,9 +298,12 @@ async fn managed_and_inline_policies_are_exclusive() {
     let doc = allow(json!(["sqs:SendMessage", "sqs:ReceiveMessage"]));
     u.spec.inline_policies = vec![inline("queue", doc.clone())];
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_policies("alice").await, set(&[&reader, READ_ONLY]));
-    assert_eq!(w.user_inline("alice").await, set(&["queue"]));
-    assert_eq!(w.user_inline_doc("alice", "queue").await, doc);
+    assert_eq!(
+        read::user_policies(&w.aws, "alice").await,
+        set(&[&reader, READ_ONLY])
+    );
+    assert_eq!(read::user_inline(&w.aws, "alice").await, set(&["queue"]));
+    assert_eq!(read::user_inline_doc(&w.aws, "alice", "queue").await, doc);
 
     // Drift: an extra attachment, a detached declared one, an extra inline policy, and the
     // declared inline policy rewritten.
@@ -323,9 +335,12 @@ async fn managed_and_inline_policies_are_exclusive() {
             .unwrap();
     }
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_policies("alice").await, set(&[&reader, READ_ONLY]));
-    assert_eq!(w.user_inline("alice").await, set(&["queue"]));
-    assert_eq!(w.user_inline_doc("alice", "queue").await, doc);
+    assert_eq!(
+        read::user_policies(&w.aws, "alice").await,
+        set(&[&reader, READ_ONLY])
+    );
+    assert_eq!(read::user_inline(&w.aws, "alice").await, set(&["queue"]));
+    assert_eq!(read::user_inline_doc(&w.aws, "alice", "queue").await, doc);
 
     // A reordered but equal document writes nothing.
     u.spec.inline_policies = vec![inline(
@@ -341,8 +356,8 @@ async fn managed_and_inline_policies_are_exclusive() {
     u.spec.policies.clear();
     u.spec.inline_policies.clear();
     reconcile(&w, &mut u).await.unwrap();
-    assert!(w.user_policies("alice").await.is_empty());
-    assert!(w.user_inline("alice").await.is_empty());
+    assert!(read::user_policies(&w.aws, "alice").await.is_empty());
+    assert!(read::user_inline(&w.aws, "alice").await.is_empty());
 }
 
 #[tokio::test]
@@ -355,7 +370,10 @@ async fn permissions_boundary_set_changed_reverted_and_removed() {
     let mut u = user_cr("team-a", "alice", "alice");
     u.spec.permissions_boundary = Some(by_arn(POWER_USER));
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_boundary("alice").await.as_deref(), Some(POWER_USER));
+    assert_eq!(
+        read::user_boundary(&w.aws, "alice").await.as_deref(),
+        Some(POWER_USER)
+    );
 
     // Changed to a policyRef.
     u.spec.permissions_boundary = Some(by_ref("boundary"));
@@ -364,7 +382,10 @@ async fn permissions_boundary_set_changed_reverted_and_removed() {
         synced.changes,
         vec![format!("Set permissions boundary {boundary}")]
     );
-    assert_eq!(w.user_boundary("alice").await, Some(boundary.clone()));
+    assert_eq!(
+        read::user_boundary(&w.aws, "alice").await,
+        Some(boundary.clone())
+    );
 
     // Changed out of band, and removed out of band: both reverted.
     w.aws
@@ -375,7 +396,10 @@ async fn permissions_boundary_set_changed_reverted_and_removed() {
         .await
         .unwrap();
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_boundary("alice").await, Some(boundary.clone()));
+    assert_eq!(
+        read::user_boundary(&w.aws, "alice").await,
+        Some(boundary.clone())
+    );
     w.aws
         .delete_user_permissions_boundary()
         .user_name("alice")
@@ -383,7 +407,10 @@ async fn permissions_boundary_set_changed_reverted_and_removed() {
         .await
         .unwrap();
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_boundary("alice").await, Some(boundary.clone()));
+    assert_eq!(
+        read::user_boundary(&w.aws, "alice").await,
+        Some(boundary.clone())
+    );
 
     // Removed from the spec: IAM drops it too.
     u.spec.permissions_boundary = None;
@@ -395,13 +422,13 @@ async fn permissions_boundary_set_changed_reverted_and_removed() {
     );
     let calls = w.emulator.calls().await;
     assert_eq!(calls.get("DeleteUserPermissionsBoundary"), Some(&1));
-    assert_eq!(w.user_boundary("alice").await, None);
+    assert_eq!(read::user_boundary(&w.aws, "alice").await, None);
 
     // A boundary that does not exist is the spec's fault.
     u.spec.permissions_boundary = Some(by_arn("arn:aws:iam::123456789012:policy/missing"));
     let err = reconcile(&w, &mut u).await.unwrap_err();
     assert_eq!(err.reason(), "InvalidSpec", "{err}");
-    assert_eq!(w.user_boundary("alice").await, None);
+    assert_eq!(read::user_boundary(&w.aws, "alice").await, None);
 }
 
 #[tokio::test]
@@ -414,7 +441,10 @@ async fn required_permissions_boundary_is_enforced() {
     // None in the spec: the required one is set at creation.
     let mut u = user_cr("team-a", "alice", "alice");
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_boundary("alice").await.as_deref(), Some(POWER_USER));
+    assert_eq!(
+        read::user_boundary(&w.aws, "alice").await.as_deref(),
+        Some(POWER_USER)
+    );
 
     // Removed out of band: put back.
     w.aws
@@ -424,7 +454,10 @@ async fn required_permissions_boundary_is_enforced() {
         .await
         .unwrap();
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_boundary("alice").await.as_deref(), Some(POWER_USER));
+    assert_eq!(
+        read::user_boundary(&w.aws, "alice").await.as_deref(),
+        Some(POWER_USER)
+    );
 
     // A spec naming another boundary is refused, and the required one stays.
     u.spec.permissions_boundary = Some(by_arn(READ_ONLY));
@@ -432,7 +465,10 @@ async fn required_permissions_boundary_is_enforced() {
     assert_eq!(err.reason(), "InvalidSpec");
     assert_eq!(err.severity(), Severity::Stalled);
     assert!(err.to_string().contains(POWER_USER), "{err}");
-    assert_eq!(w.user_boundary("alice").await.as_deref(), Some(POWER_USER));
+    assert_eq!(
+        read::user_boundary(&w.aws, "alice").await.as_deref(),
+        Some(POWER_USER)
+    );
 
     // Naming the required one is fine.
     u.spec.permissions_boundary = Some(by_arn(POWER_USER));
@@ -446,7 +482,10 @@ async fn required_permissions_boundary_is_enforced() {
         .get_or_insert_default()
         .insert(ADOPT_ANNOTATION.into(), "true".into());
     reconcile(&w, &mut bob).await.unwrap();
-    assert_eq!(w.user_boundary("bob").await.as_deref(), Some(POWER_USER));
+    assert_eq!(
+        read::user_boundary(&w.aws, "bob").await.as_deref(),
+        Some(POWER_USER)
+    );
 }
 
 #[tokio::test]
@@ -466,7 +505,7 @@ async fn denied_policies_are_refused_directly_and_through_groups() {
             .contains(&format!("--deny-policy-arn {ADMIN}")),
         "{err}"
     );
-    assert!(!w.user_exists("alice").await);
+    assert!(!read::user_exists(&w.aws, "alice").await);
 
     // A group not managed here that grants the denied policy is refused too.
     create_group(&w, "admins").await;
@@ -483,7 +522,7 @@ async fn denied_policies_are_refused_directly_and_through_groups() {
     assert_eq!(err.reason(), "InvalidSpec");
     assert!(err.to_string().contains("through group admins"), "{err}");
     assert!(err.to_string().contains(ADMIN), "{err}");
-    assert!(w.group_members("admins").await.is_empty());
+    assert!(read::group_members(&w.aws, "admins").await.is_empty());
 
     // An existing user is not put into it either.
     u.spec.groups.clear();
@@ -491,8 +530,11 @@ async fn denied_policies_are_refused_directly_and_through_groups() {
     u.spec.groups = vec![group_name("admins")];
     let err = reconcile(&w, &mut u).await.unwrap_err();
     assert_eq!(err.reason(), "InvalidSpec");
-    assert!(w.user_groups("alice").await.is_empty());
-    assert_eq!(w.user_policies("alice").await, set(&[READ_ONLY]));
+    assert!(read::user_groups(&w.aws, "alice").await.is_empty());
+    assert_eq!(
+        read::user_policies(&w.aws, "alice").await,
+        set(&[READ_ONLY])
+    );
 }
 
 #[tokio::test]
@@ -526,9 +568,12 @@ async fn missing_dependencies_wait_then_converge() {
     w.deps.policy("team-a", "reader", &reader);
 
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_boundary("alice").await, Some(boundary));
-    assert_eq!(w.user_groups("alice").await, set(&["team-a-devs"]));
-    assert_eq!(w.user_policies("alice").await, set(&[&reader]));
+    assert_eq!(read::user_boundary(&w.aws, "alice").await, Some(boundary));
+    assert_eq!(
+        read::user_groups(&w.aws, "alice").await,
+        set(&["team-a-devs"])
+    );
+    assert_eq!(read::user_policies(&w.aws, "alice").await, set(&[&reader]));
 
     // A groupName that does not exist in IAM is waited for as well.
     u.spec.groups.push(group_name("later"));
@@ -537,7 +582,10 @@ async fn missing_dependencies_wait_then_converge() {
     assert!(err.to_string().contains("later"), "{err}");
     create_group(&w, "later").await;
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_groups("alice").await, set(&["team-a-devs", "later"]));
+    assert_eq!(
+        read::user_groups(&w.aws, "alice").await,
+        set(&["team-a-devs", "later"])
+    );
 }
 
 #[tokio::test]
@@ -562,10 +610,13 @@ async fn existing_user_needs_adoption() {
     assert_eq!(err.severity(), Severity::Stalled);
     assert!(err.to_string().contains(ADOPT_ANNOTATION), "{err}");
     // Not modified, and deleting the CR leaves it.
-    assert!(w.user_tags("legacy").await.is_empty());
-    assert_eq!(w.user_policies("legacy").await, set(&[READ_ONLY]));
+    assert!(read::user_tags(&w.aws, "legacy").await.is_empty());
+    assert_eq!(
+        read::user_policies(&w.aws, "legacy").await,
+        set(&[READ_ONLY])
+    );
     user::cleanup(&w.engine, &u).await.unwrap();
-    assert!(w.user_exists("legacy").await);
+    assert!(read::user_exists(&w.aws, "legacy").await);
 
     u.metadata
         .annotations
@@ -573,10 +624,10 @@ async fn existing_user_needs_adoption() {
         .insert(ADOPT_ANNOTATION.into(), "true".into());
     reconcile(&w, &mut u).await.unwrap();
     assert_eq!(
-        w.user_tags("legacy").await,
+        read::user_tags(&w.aws, "legacy").await,
         map(&[("team", "a"), (OWNER_TAG, "default/team-a/legacy")])
     );
-    assert!(w.user_policies("legacy").await.is_empty());
+    assert!(read::user_policies(&w.aws, "legacy").await.is_empty());
 
     // Adoption never reaches a user at another path than the spec's (the path is what
     // --iam-path-prefix guards).
@@ -596,9 +647,9 @@ async fn existing_user_needs_adoption() {
     let err = reconcile(&w, &mut admin).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
     assert!(err.to_string().contains("/admins/"), "{err}");
-    assert!(w.user_tags("root-admin").await.is_empty());
+    assert!(read::user_tags(&w.aws, "root-admin").await.is_empty());
     user::cleanup(&w.engine, &admin).await.unwrap();
-    assert!(w.user_exists("root-admin").await);
+    assert!(read::user_exists(&w.aws, "root-admin").await);
 }
 
 #[tokio::test]
@@ -610,7 +661,7 @@ async fn same_user_name_in_two_namespaces_never_touches_the_first() {
     a.spec.groups = vec![group_name("a-devs")];
     a.spec.policies = vec![by_arn(READ_ONLY)];
     reconcile(&w, &mut a).await.unwrap();
-    let tags_before = w.user_tags("alice").await;
+    let tags_before = read::user_tags(&w.aws, "alice").await;
 
     let mut b = user_cr("team-b", "alice", "alice");
     b.spec.tags = map(&[("team", "b")]);
@@ -631,16 +682,22 @@ async fn same_user_name_in_two_namespaces_never_touches_the_first() {
     let calls = w.emulator.calls().await;
     assert!(writes(&calls).is_empty(), "{calls:?}");
     assert!(b.status.as_ref().unwrap().user_id.is_none());
-    assert_eq!(w.user_tags("alice").await, tags_before);
-    assert_eq!(w.user_groups("alice").await, set(&["a-devs"]));
-    assert_eq!(w.user_policies("alice").await, set(&[READ_ONLY]));
+    assert_eq!(read::user_tags(&w.aws, "alice").await, tags_before);
+    assert_eq!(read::user_groups(&w.aws, "alice").await, set(&["a-devs"]));
+    assert_eq!(
+        read::user_policies(&w.aws, "alice").await,
+        set(&[READ_ONLY])
+    );
 
     // Deleting the second CR leaves the first one's user alone.
     user::cleanup(&w.engine, &b).await.unwrap();
-    assert!(w.user_exists("alice").await);
-    assert_eq!(w.user_tags("alice").await, tags_before);
-    assert_eq!(w.user_groups("alice").await, set(&["a-devs"]));
-    assert_eq!(w.user_policies("alice").await, set(&[READ_ONLY]));
+    assert!(read::user_exists(&w.aws, "alice").await);
+    assert_eq!(read::user_tags(&w.aws, "alice").await, tags_before);
+    assert_eq!(read::user_groups(&w.aws, "alice").await, set(&["a-devs"]));
+    assert_eq!(
+        read::user_policies(&w.aws, "alice").await,
+        set(&[READ_ONLY])
+    );
 
     // And the first one still reconciles cleanly.
     reconcile(&w, &mut a).await.unwrap();
@@ -657,7 +714,7 @@ async fn path_outside_prefix_is_invalid_spec() {
     let err = reconcile(&w, &mut u).await.unwrap_err();
     assert_eq!(err.reason(), "InvalidSpec");
     assert!(err.to_string().contains("/k8s/"), "{err}");
-    assert!(!w.user_exists("alice").await);
+    assert!(!read::user_exists(&w.aws, "alice").await);
     u.spec.path = "/k8s/team-a/".into();
     reconcile(&w, &mut u).await.unwrap();
     assert_eq!(
@@ -779,7 +836,7 @@ async fn delete_removes_a_user_changed_outside_the_operator() {
     assert!(w.aws.delete_user().user_name("alice").send().await.is_err());
 
     user::cleanup(&w.engine, &u).await.unwrap();
-    assert!(!w.user_exists("alice").await);
+    assert!(!read::user_exists(&w.aws, "alice").await);
     // The virtual MFA device went with the user; the groups and policies stay.
     let devices = w.aws.list_virtual_mfa_devices().send().await.unwrap();
     assert!(
@@ -789,9 +846,9 @@ async fn delete_removes_a_user_changed_outside_the_operator() {
             .any(|d| d.serial_number() == serial),
         "virtual MFA device {serial} left behind"
     );
-    assert!(w.group_exists("devs").await);
-    assert!(w.group_exists("oob-group").await);
-    assert!(w.group_members("oob-group").await.is_empty());
+    assert!(read::group_exists(&w.aws, "devs").await);
+    assert!(read::group_exists(&w.aws, "oob-group").await);
+    assert!(read::group_members(&w.aws, "oob-group").await.is_empty());
     assert!(
         w.aws
             .get_policy()
@@ -818,11 +875,11 @@ async fn delete_after_a_partial_cleanup_finishes_the_job() {
         .fail("DeleteUser", "DeleteConflict", 409, 1)
         .await;
     assert!(user::cleanup(&w.engine, &u).await.is_err());
-    assert!(w.user_exists("alice").await);
-    assert!(w.user_policies("alice").await.is_empty());
+    assert!(read::user_exists(&w.aws, "alice").await);
+    assert!(read::user_policies(&w.aws, "alice").await.is_empty());
     // The retry resumes from there.
     user::cleanup(&w.engine, &u).await.unwrap();
-    assert!(!w.user_exists("alice").await);
+    assert!(!read::user_exists(&w.aws, "alice").await);
 }
 
 #[tokio::test]
@@ -835,9 +892,12 @@ async fn retain_leaves_the_user() {
     u.spec.policies = vec![by_arn(READ_ONLY)];
     reconcile(&w, &mut u).await.unwrap();
     user::cleanup(&w.engine, &u).await.unwrap();
-    assert!(w.user_exists("alice").await);
-    assert_eq!(w.user_groups("alice").await, set(&["devs"]));
-    assert_eq!(w.user_policies("alice").await, set(&[READ_ONLY]));
+    assert!(read::user_exists(&w.aws, "alice").await);
+    assert_eq!(read::user_groups(&w.aws, "alice").await, set(&["devs"]));
+    assert_eq!(
+        read::user_policies(&w.aws, "alice").await,
+        set(&[READ_ONLY])
+    );
 }
 
 #[tokio::test]
@@ -851,13 +911,13 @@ async fn swapping_a_group_at_the_membership_quota_converges() {
     let mut u = user_cr("team-a", "alice", "alice");
     u.spec.groups = names[..10].iter().map(|n| group_name(n)).collect();
     reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(w.user_groups("alice").await.len(), 10);
+    assert_eq!(read::user_groups(&w.aws, "alice").await.len(), 10);
 
     // Replacing one keeps the user at 10: leave the old group before joining the new one.
     u.spec.groups = names[1..].iter().map(|n| group_name(n)).collect();
     reconcile(&w, &mut u).await.unwrap();
     let want: BTreeSet<String> = names[1..].iter().cloned().collect();
-    assert_eq!(w.user_groups("alice").await, want);
+    assert_eq!(read::user_groups(&w.aws, "alice").await, want);
 
     // Same for managed policies attached directly to the user.
     let mut arns = Vec::new();
@@ -872,5 +932,5 @@ async fn swapping_a_group_at_the_membership_quota_converges() {
     u.spec.policies = arns[1..].iter().map(|a| by_arn(a)).collect();
     reconcile(&w, &mut u).await.unwrap();
     let want: BTreeSet<String> = arns[1..].iter().cloned().collect();
-    assert_eq!(w.user_policies("alice").await, want);
+    assert_eq!(read::user_policies(&w.aws, "alice").await, want);
 }

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod emulator;
+pub mod read;
 
 use async_trait::async_trait;
 use iam_operator::controller::{Dependencies, Engine};
@@ -140,7 +141,7 @@ where
     err.code().map(str::to_string)
 }
 
-/// Reading IAM back (and changing it out of band) with the raw SDK client.
+/// Changing IAM out of band with the raw SDK client (reading it back: [`read`]).
 impl World {
     /// Creates a customer-managed policy out of band; returns its ARN.
     pub async fn create_policy(&self, name: &str, document: serde_json::Value) -> String {
@@ -156,156 +157,5 @@ impl World {
             .arn()
             .unwrap()
             .to_string()
-    }
-
-    pub async fn group_exists(&self, name: &str) -> bool {
-        match self.aws.get_group().group_name(name).send().await {
-            Ok(_) => true,
-            Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => false,
-            Err(e) => panic!("GetGroup {name}: {e:?}"),
-        }
-    }
-
-    pub async fn user_exists(&self, name: &str) -> bool {
-        match self.aws.get_user().user_name(name).send().await {
-            Ok(_) => true,
-            Err(e) if code(&e).as_deref() == Some("NoSuchEntity") => false,
-            Err(e) => panic!("GetUser {name}: {e:?}"),
-        }
-    }
-
-    pub async fn group_policies(&self, group: &str) -> std::collections::BTreeSet<String> {
-        self.aws
-            .list_attached_group_policies()
-            .group_name(group)
-            .send()
-            .await
-            .unwrap()
-            .attached_policies()
-            .iter()
-            .map(|p| p.policy_arn().unwrap().to_string())
-            .collect()
-    }
-
-    pub async fn user_policies(&self, user: &str) -> std::collections::BTreeSet<String> {
-        self.aws
-            .list_attached_user_policies()
-            .user_name(user)
-            .send()
-            .await
-            .unwrap()
-            .attached_policies()
-            .iter()
-            .map(|p| p.policy_arn().unwrap().to_string())
-            .collect()
-    }
-
-    pub async fn group_inline(&self, group: &str) -> std::collections::BTreeSet<String> {
-        self.aws
-            .list_group_policies()
-            .group_name(group)
-            .send()
-            .await
-            .unwrap()
-            .policy_names()
-            .iter()
-            .cloned()
-            .collect()
-    }
-
-    pub async fn user_inline(&self, user: &str) -> std::collections::BTreeSet<String> {
-        self.aws
-            .list_user_policies()
-            .user_name(user)
-            .send()
-            .await
-            .unwrap()
-            .policy_names()
-            .iter()
-            .cloned()
-            .collect()
-    }
-
-    /// An inline policy document of a group, parsed.
-    pub async fn group_inline_doc(&self, group: &str, name: &str) -> serde_json::Value {
-        let out = self
-            .aws
-            .get_group_policy()
-            .group_name(group)
-            .policy_name(name)
-            .send()
-            .await
-            .unwrap();
-        serde_json::from_str(&urlencoding::decode(out.policy_document()).unwrap()).unwrap()
-    }
-
-    /// An inline policy document of a user, parsed.
-    pub async fn user_inline_doc(&self, user: &str, name: &str) -> serde_json::Value {
-        let out = self
-            .aws
-            .get_user_policy()
-            .user_name(user)
-            .policy_name(name)
-            .send()
-            .await
-            .unwrap();
-        serde_json::from_str(&urlencoding::decode(out.policy_document()).unwrap()).unwrap()
-    }
-
-    /// The groups a user is in.
-    pub async fn user_groups(&self, user: &str) -> std::collections::BTreeSet<String> {
-        self.aws
-            .list_groups_for_user()
-            .user_name(user)
-            .send()
-            .await
-            .unwrap()
-            .groups()
-            .iter()
-            .map(|g| g.group_name().to_string())
-            .collect()
-    }
-
-    /// The members of a group.
-    pub async fn group_members(&self, group: &str) -> std::collections::BTreeSet<String> {
-        self.aws
-            .get_group()
-            .group_name(group)
-            .send()
-            .await
-            .unwrap()
-            .users()
-            .iter()
-            .map(|u| u.user_name().to_string())
-            .collect()
-    }
-
-    /// A user's tags, as ListUserTags reports them.
-    pub async fn user_tags(&self, user: &str) -> std::collections::BTreeMap<String, String> {
-        self.aws
-            .list_user_tags()
-            .user_name(user)
-            .send()
-            .await
-            .unwrap()
-            .tags()
-            .iter()
-            .map(|t| (t.key().to_string(), t.value().to_string()))
-            .collect()
-    }
-
-    /// A user's permissions boundary ARN, as GetUser reports it.
-    pub async fn user_boundary(&self, user: &str) -> Option<String> {
-        self.aws
-            .get_user()
-            .user_name(user)
-            .send()
-            .await
-            .unwrap()
-            .user()
-            .unwrap()
-            .permissions_boundary()
-            .and_then(|b| b.permissions_boundary_arn())
-            .map(str::to_string)
     }
 }
