@@ -26,7 +26,7 @@ enum DeletionPolicyArg {
 
 /// Manages AWS IAM policies, groups, users and their credentials from Kubernetes resources.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_override_self = true)]
 struct Args {
     /// Name of this cluster, part of the owner tag on every IAM entity the operator creates.
     #[arg(long, env = "IAM_OPERATOR_CLUSTER_NAME", default_value = "default")]
@@ -51,9 +51,14 @@ struct Args {
         default_value = "delete"
     )]
     default_deletion_policy: DeletionPolicyArg,
-    /// How often every object is re-checked against IAM (e.g. 10m, 1h).
-    #[arg(long, env = "IAM_OPERATOR_RESYNC_INTERVAL", default_value = "10m")]
+    /// How often every object is re-checked against IAM in detail, access keys and login
+    /// profiles included (e.g. 30m, 1h).
+    #[arg(long, env = "IAM_OPERATOR_RESYNC_INTERVAL", default_value = "1h")]
     resync_interval: kube::core::Duration,
+    /// How often the whole account is read in a few bulk calls to find users, groups and
+    /// policies changed out of band, which are then reconciled at once; 0s turns it off.
+    #[arg(long, env = "IAM_OPERATOR_DRIFT_SCAN_INTERVAL", default_value = "5m")]
+    drift_scan_interval: kube::core::Duration,
     /// Reconciles run at once per kind.
     #[arg(
         long,
@@ -201,7 +206,12 @@ async fn start(args: Args) -> Result<(), String> {
     });
     let ctx = Arc::new(Context::new(engine, client, metrics.clone()));
     metrics.set_ready(true);
-    let controllers = run(ctx, &args.watch_namespace, args.max_concurrent_reconciles);
+    let controllers = run(
+        ctx,
+        &args.watch_namespace,
+        args.max_concurrent_reconciles,
+        args.drift_scan_interval.into(),
+    );
     match &elector {
         None => {
             tracing::info!("iam-operator started");

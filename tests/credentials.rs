@@ -1372,6 +1372,11 @@ spec:
         String::from_utf8_lossy(&out.stderr),
         c.logs()
     );
+    assert!(
+        !c.logs().contains("drift scan failed"),
+        "the drift scan was refused:\n{}",
+        c.logs()
+    );
     let users = c.iam.list_users().send().await.unwrap();
     let mut left: Vec<&str> = users.users().iter().map(|u| u.user_name()).collect();
     left.sort();

@@ -406,6 +406,86 @@ async fn adopted_group_is_never_taken_from_another_namespace() {
     }
 }
 
+/// Out-of-band changes are found by the bulk drift scan and repaired long before the
+/// per-object resync (1h here); between scans IAM is read in bulk only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_scan_repairs_out_of_band_changes_between_resyncs() {
+    let cp = ControlPlane::shared();
+    let emulator = Emulator::start();
+    let aws = aws_sdk_iam::Client::new(&support::sdk_config(&emulator.url));
+    let ns = cp.namespace("drift");
+    let args = [
+        "--watch-namespace",
+        &ns,
+        "--resync-interval",
+        "1h",
+        "--drift-scan-interval",
+        "2s",
+    ];
+    let op = Operator::start(cp, &emulator.url, &args, &[]);
+    let (group, user) = (format!("{ns}-devs"), format!("{ns}-erin"));
+    const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+    apply_ok(
+        cp,
+        &format!(
+            r#"apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamGroup
+metadata: {{name: devs, namespace: {ns}}}
+spec:
+  groupName: {group}
+  policies: [{{arn: "{READ_ONLY}"}}]
+---
+apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamUser
+metadata: {{name: erin, namespace: {ns}}}
+spec:
+  userName: {user}
+  groups: [{{groupRef: {{name: devs}}}}]
+"#
+        ),
+    );
+    wait_ready(cp, &op, &ns, &["iamgroup/devs", "iamuser/erin"], 60);
+    // Let the scan absorb the operator's own changes, then watch a quiet period.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    emulator.reset_calls().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let quiet = emulator.calls().await;
+    assert_eq!(
+        quiet.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["GetAccountAuthorizationDetails"],
+        "between scans only the bulk read: {quiet:?}"
+    );
+
+    aws.detach_group_policy()
+        .group_name(&group)
+        .policy_arn(READ_ONLY)
+        .send()
+        .await
+        .unwrap();
+    aws.remove_user_from_group()
+        .group_name(&group)
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let repaired = read::group_policies(&aws, &group).await
+            == BTreeSet::from([READ_ONLY.to_string()])
+            && read::group_members(&aws, &group).await == BTreeSet::from([user.clone()]);
+        if repaired {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "out-of-band changes not repaired in 30s\n{}",
+            tail(&op.logs(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
 /// Pointed at a cluster that is not there, the operator exits at once with a clear message
 /// instead of hanging or crash-looping silently.
 #[test]

@@ -3,6 +3,7 @@
 //! so they run against the IAM emulator alone in tests. `runtime` wires them into
 //! kube-runtime `Controller`s.
 
+pub mod drift;
 pub mod group;
 pub mod permissions;
 pub mod plan;

@@ -399,9 +399,9 @@ fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool
 
 /// A controller for `K` that reconciles on changes of spec (generation), annotations (the
 /// rotate/reset/adopt triggers), finalizers and deletion, but not on its own status writes:
-/// those would double every reconcile and its IAM reads. Requeues and watched objects
-/// still trigger as usual.
-fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> Controller<K> {
+/// those would double every reconcile and its IAM reads. Requeues, watched objects and the
+/// drift scan (through the returned [`Wake`]) still trigger as usual.
+fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> (Controller<K>, Wake<K>) {
     let (reader, writer) = kube::runtime::reflector::store();
     let changes = watcher(api, watcher::Config::default())
         .default_backoff()
@@ -413,11 +413,80 @@ fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> Controller<
                 .combine(predicates::finalizers),
             Default::default(),
         );
-    Controller::for_stream(changes, reader).with_config(config.clone())
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let ctl = Controller::for_stream(changes, reader)
+        .with_config(config.clone())
+        .reconcile_on(rx);
+    let wake = Wake {
+        store: ctl.store(),
+        tx,
+    };
+    (ctl, wake)
+}
+
+/// Wakes the objects of one controller that the drift scan found changed in IAM.
+struct Wake<K: Managed> {
+    store: kube::runtime::reflector::Store<K>,
+    tx: futures::channel::mpsc::UnboundedSender<ObjectRef<K>>,
+}
+
+impl<K: Managed> Wake<K> {
+    fn matching(&self, changed: impl Fn(&K) -> bool) {
+        for obj in self.store.state() {
+            if changed(&obj) {
+                let _ = self.tx.unbounded_send(ObjectRef::from_obj(obj.as_ref()));
+            }
+        }
+    }
+}
+
+/// Every interval, snapshots the account and wakes the objects whose IAM entity changed
+/// since the previous pass (the first pass is the baseline).
+async fn drift_scan(
+    ctx: Arc<Context>,
+    interval: Duration,
+    wakes: Vec<(Wake<IamPolicy>, Wake<IamGroup>, Wake<IamUser>)>,
+) {
+    let mut previous = None;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = match ctx.engine.iam.account_snapshot().await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(error = %e, "drift scan failed; per-object resyncs continue");
+                continue;
+            }
+        };
+        if let Some(before) = &previous {
+            let changed = super::drift::changed(before, &now);
+            if !changed.is_empty() {
+                tracing::info!(?changed, "drift scan: IAM changed");
+            }
+            for (policies, groups, users) in &wakes {
+                policies.matching(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.arn.as_ref())
+                        .is_some_and(|arn| changed.policies.contains(arn))
+                });
+                groups.matching(|g| changed.groups.contains(&g.iam_name()));
+                users.matching(|u| changed.users.contains(&u.iam_name()));
+            }
+        }
+        previous = Some(now);
+    }
 }
 
 /// Everything the operator runs: one controller per kind (per watched namespace).
-pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
+/// `drift_scan_interval` of zero turns the drift scan off.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespaces: &[String],
+    concurrency: u16,
+    drift_scan_interval: Duration,
+) {
     let client = ctx.client.clone();
     let config = ControllerConfig::default().concurrency(concurrency);
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
@@ -426,6 +495,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
         namespaces.iter().cloned().map(Some).collect()
     };
     let mut all = Vec::new();
+    let mut wakes = Vec::new();
     for ns in scopes {
         let api = |c: &Client| -> (Api<IamPolicy>, Api<IamGroup>, Api<IamUser>) {
             match &ns {
@@ -444,7 +514,8 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
         let (policies, groups, users) = api(&client);
         let wc = watcher::Config::default();
 
-        let policy_ctl = controller(policies.clone(), &config)
+        let (policy_ctl, policy_wake) = controller(policies.clone(), &config);
+        let policy_ctl = policy_ctl
             .shutdown_on_signal()
             .run(
                 reconcile::<IamPolicy>,
@@ -453,7 +524,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
             )
             .for_each(|_| futures::future::ready(()));
 
-        let group_ctl = controller(groups.clone(), &config);
+        let (group_ctl, group_wake) = controller(groups.clone(), &config);
         let group_store = group_ctl.store();
         let group_ctl = group_ctl
             .watches(policies.clone(), wc.clone(), move |p: IamPolicy| {
@@ -470,7 +541,8 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
             .run(reconcile::<IamGroup>, error_policy::<IamGroup>, ctx.clone())
             .for_each(|_| futures::future::ready(()));
 
-        let user_ctl = controller(users.clone(), &config);
+        let (user_ctl, user_wake) = controller(users.clone(), &config);
+        wakes.push((policy_wake, group_wake, user_wake));
         let by_policy = user_ctl.store();
         let by_group = user_ctl.store();
         let user_ctl = user_ctl
@@ -527,7 +599,16 @@ pub async fn run(ctx: Arc<Context>, namespaces: &[String], concurrency: u16) {
                 Box<dyn std::future::Future<Output = ()> + Send>,
             >);
     }
-    futures::future::join_all(all).await;
+    let controllers = futures::future::join_all(all);
+    if drift_scan_interval.is_zero() {
+        controllers.await;
+        return;
+    }
+    // The scan never ends by itself; the controllers end on a shutdown signal.
+    tokio::select! {
+        _ = controllers => {}
+        _ = drift_scan(ctx, drift_scan_interval, wakes) => {}
+    }
 }
 
 #[cfg(test)]

@@ -728,6 +728,60 @@ impl Iam for AwsIam {
             .map_err(map_err)
     }
 
+    async fn account_snapshot(&self) -> IamResult<AccountSnapshot> {
+        use aws_sdk_iam::types::EntityType;
+        let pages = self
+            .iam
+            .get_account_authorization_details()
+            .set_filter(Some(vec![
+                EntityType::User,
+                EntityType::Group,
+                EntityType::LocalManagedPolicy,
+            ]))
+            .max_items(1000)
+            .into_paginator()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        let mut snapshot = AccountSnapshot::default();
+        for page in &pages {
+            for u in page.user_detail_list() {
+                let fingerprint = fingerprint((
+                    u.path(),
+                    sorted(u.group_list().iter().map(String::as_str)),
+                    attached(u.attached_managed_policies()),
+                    inline(u.user_policy_list()),
+                    u.permissions_boundary()
+                        .and_then(|b| b.permissions_boundary_arn()),
+                    sorted(u.tags().iter().map(|t| (t.key(), t.value()))),
+                ));
+                let name = u.user_name().unwrap_or_default().to_string();
+                snapshot.users.insert(name, fingerprint);
+            }
+            for g in page.group_detail_list() {
+                let fingerprint = fingerprint((
+                    g.path(),
+                    attached(g.attached_managed_policies()),
+                    inline(g.group_policy_list()),
+                ));
+                let name = g.group_name().unwrap_or_default().to_string();
+                snapshot.groups.insert(name, fingerprint);
+            }
+            for p in page.policies() {
+                let default = p
+                    .policy_version_list()
+                    .iter()
+                    .find(|v| v.is_default_version())
+                    .and_then(|v| v.document());
+                let fingerprint = fingerprint((p.default_version_id(), default));
+                let arn = p.arn().unwrap_or_default().to_string();
+                snapshot.policies.insert(arn, fingerprint);
+            }
+        }
+        Ok(snapshot)
+    }
+
     async fn list_groups_for_user(&self, user: &str) -> IamResult<Vec<String>> {
         let groups = self
             .iam
@@ -988,4 +1042,31 @@ impl Iam for AwsIam {
         }
         Ok(())
     }
+}
+
+/// A stable hash of an entity's reported state: equal within one process for equal state,
+/// which is all the drift scan compares.
+fn fingerprint(state: impl std::hash::Hash) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    state.hash(&mut h);
+    h.finish()
+}
+
+fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = items.collect();
+    v.sort();
+    v
+}
+
+fn attached(policies: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<&str> {
+    sorted(policies.iter().filter_map(|p| p.policy_arn()))
+}
+
+fn inline(policies: &[aws_sdk_iam::types::PolicyDetail]) -> Vec<(Option<&str>, Option<&str>)> {
+    sorted(
+        policies
+            .iter()
+            .map(|p| (p.policy_name(), p.policy_document())),
+    )
 }

@@ -167,6 +167,19 @@ pub struct PasswordPolicy {
     pub allow_users_to_change_password: bool,
 }
 
+/// What the drift scan compares between passes: a fingerprint of each user, group and
+/// customer-managed policy over everything the account authorization details report
+/// (path, memberships, attachments, inline documents, boundary, tags, default version).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountSnapshot {
+    /// By user name.
+    pub users: BTreeMap<String, u64>,
+    /// By group name.
+    pub groups: BTreeMap<String, u64>,
+    /// By policy ARN.
+    pub policies: BTreeMap<String, u64>,
+}
+
 /// The port. Every method is one logical IAM read or write; list methods return all pages.
 #[async_trait]
 pub trait Iam: Send + Sync {
@@ -174,6 +187,9 @@ pub trait Iam: Send + Sync {
     async fn account(&self) -> IamResult<(String, String)>;
     async fn account_alias(&self) -> IamResult<Option<String>>;
     async fn password_policy(&self) -> IamResult<Option<PasswordPolicy>>;
+    /// Users, groups and customer-managed policies of the whole account in a few paged
+    /// calls (`GetAccountAuthorizationDetails`), for the drift scan.
+    async fn account_snapshot(&self) -> IamResult<AccountSnapshot>;
 
     // Managed policies.
     async fn get_policy(&self, arn: &str) -> IamResult<PolicyInfo>;
