@@ -2,15 +2,41 @@
 
 use crate::api::{IamGroup, IamPolicy, IamUser};
 use kube::CustomResourceExt;
+use serde_yaml::Value;
 
 /// File name and YAML of every CRD, in a stable order.
 pub fn render_all() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
+    let render = |crd| -> Result<String, serde_yaml::Error> {
+        let mut crd = serde_yaml::to_value(crd)?;
+        unwrap_descriptions(&mut crd);
+        serde_yaml::to_string(&crd)
+    };
     Ok(vec![
-        (
-            "iampolicies.yaml",
-            serde_yaml::to_string(&IamPolicy::crd())?,
-        ),
-        ("iamgroups.yaml", serde_yaml::to_string(&IamGroup::crd())?),
-        ("iamusers.yaml", serde_yaml::to_string(&IamUser::crd())?),
+        ("iampolicies.yaml", render(IamPolicy::crd())?),
+        ("iamgroups.yaml", render(IamGroup::crd())?),
+        ("iamusers.yaml", render(IamUser::crd())?),
     ])
+}
+
+/// Doc comments are wrapped at the source's line width; `kubectl explain` wraps by itself,
+/// so a description keeps only its paragraph breaks.
+fn unwrap_descriptions(v: &mut Value) {
+    match v {
+        Value::Mapping(map) => {
+            for (k, child) in map.iter_mut() {
+                match child {
+                    Value::String(text) if k.as_str() == Some("description") => {
+                        *text = text
+                            .split("\n\n")
+                            .map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                            .collect::<Vec<_>>()
+                            .join("\n\n");
+                    }
+                    _ => unwrap_descriptions(child),
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
 }
