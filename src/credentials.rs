@@ -87,13 +87,15 @@ fn secret_value(secret: &Secret, key: &str) -> Option<String> {
 struct Secrets<'a> {
     api: Api<Secret>,
     obj: &'a IamUser,
+    ctx: &'a Context,
 }
 
 impl<'a> Secrets<'a> {
-    fn new(ctx: &Context, obj: &'a IamUser) -> Self {
+    fn new(ctx: &'a Context, obj: &'a IamUser) -> Self {
         Self {
             api: Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default()),
             obj,
+            ctx,
         }
     }
 
@@ -146,7 +148,10 @@ impl<'a> Secrets<'a> {
             .map_err(|_| Error::InvalidSpec(format!("cannot render Secret {name}")))?;
         body["apiVersion"] = "v1".into();
         body["kind"] = "Secret".into();
-        self.api.patch(&name, &params, &Patch::Apply(&body)).await?;
+        let written = self.api.patch(&name, &params, &Patch::Apply(&body)).await?;
+        if !dry_run {
+            self.ctx.wrote(&written);
+        }
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use crate::error::{Error, Result, Severity};
 use crate::metrics::Metrics;
 use crate::status::{ObjectStatus, Summary, apply_summary};
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -18,7 +18,7 @@ use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +33,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
+    /// `namespace/name@resourceVersion` of the Secrets this operator just wrote.
+    own_writes: Mutex<HashSet<String>>,
 }
 
 impl Context {
@@ -44,7 +46,27 @@ impl Context {
             recorder,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            own_writes: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Remembers a Secret version this operator wrote, so its watch event wakes nobody: the
+    /// reconcile that wrote it already accounts for it.
+    pub fn wrote(&self, secret: &k8s_openapi::api::core::v1::Secret) {
+        if let Ok(mut own) = self.own_writes.lock() {
+            // Events can be missed (a relist shows only the latest version); stay bounded.
+            if own.len() > 10_000 {
+                own.clear();
+            }
+            own.insert(secret_version(secret));
+        }
+    }
+
+    /// Whether this event shows a Secret exactly as this operator wrote it (consumed once).
+    fn is_own_write(&self, secret: &k8s_openapi::api::core::v1::Secret) -> bool {
+        self.own_writes
+            .lock()
+            .is_ok_and(|mut own| own.remove(&secret_version(secret)))
     }
 
     /// Per-object exponential backoff with jitter: 1s, 2s, 4s … capped at 5 minutes.
@@ -66,6 +88,15 @@ impl Context {
             f.remove(key);
         }
     }
+}
+
+fn secret_version(secret: &k8s_openapi::api::core::v1::Secret) -> String {
+    format!(
+        "{}/{}@{}",
+        secret.namespace().unwrap_or_default(),
+        secret.name_any(),
+        secret.resource_version().unwrap_or_default()
+    )
 }
 
 /// A kind the operator reconciles.
@@ -546,15 +577,24 @@ pub async fn run(
         let by_policy = user_ctl.store();
         let by_group = user_ctl.store();
         let user_ctl = user_ctl
-            .owns(
-                match &ns {
+            .owns_stream({
+                let secrets = match &ns {
                     Some(ns) => {
                         Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
                     }
                     None => Api::all(client.clone()),
-                },
-                watcher::Config::default().labels(crate::credentials::MANAGED_BY_SELECTOR),
-            )
+                };
+                let ctx = ctx.clone();
+                // A lost, edited or deleted Secret wakes its IamUser; the operator's own
+                // writes do not (they would cost a second reconcile of every user).
+                watcher(
+                    secrets,
+                    watcher::Config::default().labels(crate::credentials::MANAGED_BY_SELECTOR),
+                )
+                .default_backoff()
+                .touched_objects()
+                .try_filter(move |s| futures::future::ready(!ctx.is_own_write(s)))
+            })
             .watches(policies, wc.clone(), move |p: IamPolicy| {
                 let ns = p.namespace();
                 let name = p.name_any();
