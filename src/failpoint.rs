@@ -1,4 +1,4 @@
-//! Crash injection for the credential protocol's crash tests: when the environment variable
+//! Crash injection for the crash tests (credential protocol, group creation): when the environment variable
 //! `IAM_OPERATOR_FAILPOINT` names a point, the process aborts there, as a kill would.
 
 /// Aborts the process if `IAM_OPERATOR_FAILPOINT` equals `name`.

@@ -486,6 +486,51 @@ spec:
     cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
+/// Groups cannot be tagged: killed right after CreateGroup, the operator must still know
+/// the group as its own when it comes back (the intent was recorded in status first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_created_just_before_a_crash_is_still_ours() {
+    let cp = ControlPlane::shared();
+    let emulator = Emulator::start();
+    let aws = aws_sdk_iam::Client::new(&support::sdk_config(&emulator.url));
+    let ns = cp.namespace("group-crash");
+    let group = format!("{ns}-devs");
+    let watch = ["--watch-namespace", ns.as_str()];
+    let crashing = Operator::start(
+        cp,
+        &emulator.url,
+        &watch,
+        &[("IAM_OPERATOR_FAILPOINT", "after-create-group")],
+    );
+    apply_ok(
+        cp,
+        &format!(
+            "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamGroup\nmetadata: {{name: devs, namespace: {ns}}}\nspec:\n  groupName: {group}\n  policies: [{{arn: arn:aws:iam::aws:policy/ReadOnlyAccess}}]\n"
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !crashing.exited() {
+        assert!(
+            Instant::now() < deadline,
+            "the operator never reached the failpoint"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(crashing);
+    assert!(
+        read::group_exists(&aws, &group).await,
+        "the crash came after CreateGroup"
+    );
+
+    let op = Operator::start(cp, &emulator.url, &watch, &[]);
+    wait_ready(cp, &op, &ns, &["iamgroup/devs"], 60);
+    assert_eq!(
+        read::group_policies(&aws, &group).await,
+        BTreeSet::from(["arn:aws:iam::aws:policy/ReadOnlyAccess".to_string()])
+    );
+    cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
 /// Pointed at a cluster that is not there, the operator exits at once with a clear message
 /// instead of hanging or crash-looping silently.
 #[test]

@@ -3,12 +3,14 @@
 mod support;
 
 use iam_operator::api::{
-    ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupSpec, InlinePolicy, LocalObjectRef,
-    PolicyAttachment,
+    ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupSpec, IamGroupStatus, InlinePolicy,
+    LocalObjectRef, PolicyAttachment,
 };
 use iam_operator::controller::{Synced, group};
 use iam_operator::error::{Error, Severity};
 use iam_operator::settings::{DenyList, Settings};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use std::collections::BTreeSet;
 use support::{World, allow, meta, read, writes};
@@ -403,6 +405,60 @@ async fn existing_group_needs_adoption_and_is_never_shared() {
     );
     // The owner itself still reconciles.
     reconcile(&w, &mut g).await.unwrap();
+}
+
+#[tokio::test]
+async fn intent_recorded_before_create_recognises_a_group_left_by_a_crash() {
+    let w = World::start().await;
+    let mut g = group_cr("team-a", "devs", "devs");
+    reconcile(&w, &mut g).await.unwrap();
+    // The intent was written (mid-reconcile) before CreateGroup, and cleared after.
+    let recorded = w.deps.recorded.lock().unwrap().clone();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert!(recorded[0].1.creating_since.is_some() && recorded[0].1.group_id.is_none());
+    let st = g.status.clone().unwrap();
+    assert!(st.creating_since.is_none() && st.group_id.is_some());
+
+    // A crash right after CreateGroup: the group exists, status holds only the intent.
+    let intent = Time(Timestamp::now());
+    w.aws
+        .create_group()
+        .group_name("late")
+        .send()
+        .await
+        .unwrap();
+    let mut crashed = group_cr("team-a", "late", "late");
+    crashed.spec.policies = vec![by_arn(READ_ONLY)];
+    crashed.status = Some(IamGroupStatus {
+        creating_since: Some(intent),
+        ..Default::default()
+    });
+    reconcile(&w, &mut crashed).await.unwrap();
+    let st = crashed.status.clone().unwrap();
+    assert!(
+        st.group_id.is_some() && st.creating_since.is_none(),
+        "{st:?}"
+    );
+    assert_eq!(
+        read::group_policies(&w.aws, "late").await,
+        set(&[READ_ONLY])
+    );
+
+    // A group that existed well before the intent is someone else's.
+    w.aws
+        .create_group()
+        .group_name("older")
+        .send()
+        .await
+        .unwrap();
+    let mut other = group_cr("team-a", "older", "older");
+    other.status = Some(IamGroupStatus {
+        creating_since: Some(Time(Timestamp::now() + SignedDuration::from_secs(60))),
+        ..Default::default()
+    });
+    let err = reconcile(&w, &mut other).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
+    assert!(read::group_policies(&w.aws, "older").await.is_empty());
 }
 
 #[tokio::test]

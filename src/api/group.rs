@@ -1,5 +1,5 @@
 use super::common::*;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,11 @@ pub struct IamGroupStatus {
     /// the record that the group belongs to this resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
+    /// Set while the group is being created: a group of this name created at or after this
+    /// moment, at the spec's path and managed by no other IamGroup, is the one this resource
+    /// created before an interruption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creating_since: Option<Time>,
 }
 
 impl IamGroup {

@@ -4,6 +4,8 @@ use super::{Engine, Synced, adopt_allowed, check_adopted_path, permissions};
 use crate::api::{ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupStatus};
 use crate::error::{Error, Result};
 use crate::iam::{GroupInfo, Principal, gone, optional};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
 /// Groups cannot be tagged, so ownership is the group id recorded in status (or the ARN,
@@ -18,9 +20,15 @@ async fn observe(
         return Ok(None);
     };
     let known = status.group_id.as_deref() == Some(info.id.as_str());
+    // Margin for the clock difference between the operator and IAM.
+    let skew = SignedDuration::from_secs(5);
+    let interrupted = status
+        .creating_since
+        .as_ref()
+        .is_some_and(|since| info.created >= since.0 - skew);
     if known {
         Ok(Some(info))
-    } else if adopt_allowed(obj) {
+    } else if adopt_allowed(obj) || interrupted {
         check_adopted_path("group", &name, &info.path, &obj.spec.path)?;
         let namespace = obj.namespace().unwrap_or_default();
         if let Some(owner) = engine
@@ -55,7 +63,12 @@ pub async fn sync(engine: &Engine, obj: &IamGroup, status: &mut IamGroupStatus) 
     let info = match observe(engine, obj, status).await? {
         Some(info) => info,
         None => {
+            // Groups cannot be tagged: record the intent first, so that a crash right after
+            // CreateGroup leaves a group this resource still recognises as its own.
+            status.creating_since = Some(Time(Timestamp::now()));
+            engine.deps.record_group_status(obj, status).await?;
             let info = engine.iam.create_group(&name, &obj.spec.path).await?;
+            crate::failpoint::hit("after-create-group");
             synced.note(format!("Created IAM group {name}"));
             info
         }
@@ -63,6 +76,7 @@ pub async fn sync(engine: &Engine, obj: &IamGroup, status: &mut IamGroupStatus) 
     // Recorded before the attachments so a failure below keeps the ownership record.
     status.arn = Some(info.arn.clone());
     status.group_id = Some(info.id.clone());
+    status.creating_since = None;
     let changes = permissions::sync(
         engine,
         Principal::Group(&name),

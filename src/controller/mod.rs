@@ -11,7 +11,7 @@ pub mod policy;
 pub mod runtime;
 pub mod user;
 
-use crate::api::{ADOPT_ANNOTATION, DeletionPolicy, OWNER_TAG};
+use crate::api::{ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupStatus, OWNER_TAG};
 use crate::error::{Error, Result};
 use crate::iam::Iam;
 use crate::settings::Settings;
@@ -35,6 +35,8 @@ pub trait Dependencies: Send + Sync {
         namespace: &str,
         name: &str,
     ) -> Result<Option<String>>;
+    /// Writes an IamGroup's status in the middle of a reconcile (the intent to create).
+    async fn record_group_status(&self, group: &IamGroup, status: &IamGroupStatus) -> Result<()>;
 }
 
 /// What every reconcile needs: the IAM port, the settings and the dependency resolver.

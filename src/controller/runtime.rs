@@ -1,7 +1,7 @@
 //! kube-runtime wiring: finalizers, status writes, events, backoff, dependency watches.
 
 use super::{Dependencies, Engine, Synced};
-use crate::api::{FINALIZER, IamGroup, IamPolicy, IamUser};
+use crate::api::{FINALIZER, IamGroup, IamGroupStatus, IamPolicy, IamUser};
 use crate::error::{Error, Result, Severity};
 use crate::metrics::Metrics;
 use crate::status::{ObjectStatus, Summary, apply_summary};
@@ -419,6 +419,12 @@ impl Dependencies for KubeDependencies {
             }
         }
         Ok(None)
+    }
+
+    async fn record_group_status(&self, group: &IamGroup, status: &IamGroupStatus) -> Result<()> {
+        let api: Api<IamGroup> =
+            Api::namespaced(self.client.clone(), &group.namespace().unwrap_or_default());
+        patch_status(&api, group, status).await
     }
 }
 

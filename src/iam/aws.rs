@@ -605,6 +605,7 @@ impl Iam for AwsIam {
             id: group.group_id().to_string(),
             name: group.group_name().to_string(),
             path: group.path().to_string(),
+            created: ts(group.create_date()),
             members: pages
                 .iter()
                 .flat_map(|p| p.users().iter().map(|u| u.user_name().to_string()))
@@ -627,6 +628,7 @@ impl Iam for AwsIam {
             id: group.group_id().to_string(),
             name: group.group_name().to_string(),
             path: group.path().to_string(),
+            created: ts(group.create_date()),
             members: Vec::new(),
         })
     }

@@ -123,6 +123,7 @@ pub struct GroupInfo {
     pub id: String,
     pub name: String,
     pub path: String,
+    pub created: Timestamp,
     pub members: Vec<String>,
 }
 

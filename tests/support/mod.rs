@@ -6,10 +6,12 @@ pub mod emulator;
 pub mod read;
 
 use async_trait::async_trait;
+use iam_operator::api::{IamGroup, IamGroupStatus};
 use iam_operator::controller::{Dependencies, Engine};
 use iam_operator::error::{Error, Result};
 use iam_operator::iam::AwsIam;
 use iam_operator::settings::Settings;
+use kube::ResourceExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +22,8 @@ pub struct FakeDeps {
     pub groups: Mutex<HashMap<(String, String), String>>,
     /// IAM group id → `namespace/name` of the IamGroup whose status records it.
     pub group_claims: Mutex<HashMap<String, String>>,
+    /// Statuses written in the middle of a reconcile, in order: (IamGroup name, status).
+    pub recorded: Mutex<Vec<(String, IamGroupStatus)>>,
 }
 
 impl FakeDeps {
@@ -54,6 +58,13 @@ impl Dependencies for FakeDeps {
             .get(&(ns.into(), name.into()))
             .cloned()
             .ok_or_else(|| Error::DependencyNotReady(format!("waiting for IamGroup {name}")))
+    }
+    async fn record_group_status(&self, group: &IamGroup, status: &IamGroupStatus) -> Result<()> {
+        self.recorded
+            .lock()
+            .unwrap()
+            .push((group.name_any(), status.clone()));
+        Ok(())
     }
     async fn group_claimed_by(&self, id: &str, ns: &str, name: &str) -> Result<Option<String>> {
         let claims = self.group_claims.lock().unwrap();
