@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
-/// Groups cannot be tagged, so ownership is the group id recorded in status (or the ARN,
-/// recorded together with it).
+/// Groups cannot be tagged, so ownership is the group id recorded in status, or, after a
+/// creation interrupted before the id was recorded, the intent recorded before it.
 async fn observe(
     engine: &Engine,
     obj: &IamGroup,
