@@ -477,7 +477,7 @@ async fn sync_access_key(
         );
         st.creating_since = Some(Time(now));
         status.access_key = Some(st.clone());
-        write_status(ctx, obj, status).await?;
+        write_status(&ctx.client, obj, status).await?;
         crate::failpoint::hit("after-record-intent");
 
         let key = iam.create_access_key(&user).await.map_err(|e| match e {

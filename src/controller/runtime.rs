@@ -176,9 +176,10 @@ fn key<K: Managed>(obj: &K) -> String {
     )
 }
 
-/// Writes a status mid-reconcile (e.g. the credential intent), before the final write.
-pub async fn write_status<K: Managed>(ctx: &Context, obj: &K, status: &K::Status) -> Result<()> {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+/// Writes a status mid-reconcile (an intent to create a key or a group), before the final
+/// write.
+pub async fn write_status<K: Managed>(client: &Client, obj: &K, status: &K::Status) -> Result<()> {
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
     patch_status(&api, obj, status).await
 }
 
@@ -422,9 +423,7 @@ impl Dependencies for KubeDependencies {
     }
 
     async fn record_group_status(&self, group: &IamGroup, status: &IamGroupStatus) -> Result<()> {
-        let api: Api<IamGroup> =
-            Api::namespaced(self.client.clone(), &group.namespace().unwrap_or_default());
-        patch_status(&api, group, status).await
+        write_status(&self.client, group, status).await
     }
 }
 
