@@ -4,12 +4,13 @@
 pub mod api;
 pub mod controller;
 pub mod crds;
-pub mod credentials;
 pub mod document;
 pub mod error;
 pub mod failpoint;
 pub mod iam;
+pub mod k8s;
 pub mod leader;
 pub mod metrics;
+pub mod runtime;
 pub mod settings;
 pub mod status;

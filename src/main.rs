@@ -3,10 +3,11 @@
 use clap::{Parser, ValueEnum};
 use iam_operator::api::{DeletionPolicy, IamPolicy};
 use iam_operator::controller::Engine;
-use iam_operator::controller::runtime::{Context, KubeDependencies, run};
 use iam_operator::iam::AwsIam;
+use iam_operator::k8s::KubeDependencies;
 use iam_operator::leader::{Elector, LeaseConfig};
 use iam_operator::metrics::{Metrics, serve};
+use iam_operator::runtime::{Context, run};
 use iam_operator::settings::{DenyList, Settings};
 use kube::api::{Api, ListParams};
 use std::process::ExitCode;
@@ -186,6 +187,7 @@ async fn start(args: Args) -> Result<(), String> {
             client: client.clone(),
             namespaces: args.watch_namespace.clone(),
         }),
+        metrics: metrics.clone(),
     };
     let elector = args.leader_elect.then(|| {
         let identity = format!(
@@ -204,7 +206,7 @@ async fn start(args: Args) -> Result<(), String> {
             },
         )
     });
-    let ctx = Arc::new(Context::new(engine, client, metrics.clone()));
+    let ctx = Arc::new(Context::new(engine, client));
     metrics.set_ready(true);
     let controllers = run(
         ctx,

@@ -76,7 +76,7 @@ async fn developers(w: &World) -> (IamGroup, String) {
 /// Runs one reconcile and stores the status on the object, as the runtime would.
 async fn reconcile(w: &World, g: &mut IamGroup) -> Result<Synced, Error> {
     let mut status = g.status.clone().unwrap_or_default();
-    let r = group::sync(&w.engine, g, &mut status).await;
+    let r = group::reconcile(&w.engine, g, &mut status, w.groups_journal.as_ref()).await;
     g.status = Some(status);
     r
 }
@@ -99,10 +99,10 @@ async fn create_with_path_managed_and_inline_policies() {
     let synced = reconcile(&w, &mut g).await.unwrap();
     assert!(
         synced
-            .changes
+            .messages()
             .contains(&"Created IAM group team-a-developers".to_string()),
         "{:?}",
-        synced.changes
+        synced.messages()
     );
 
     let out = w
@@ -187,7 +187,7 @@ async fn out_of_band_attachments_and_inline_policies_are_reverted() {
         .unwrap();
 
     let synced = reconcile(&w, &mut g).await.unwrap();
-    let changes: BTreeSet<_> = synced.changes.into_iter().collect();
+    let changes: BTreeSet<_> = synced.messages().into_iter().collect();
     assert_eq!(
         changes,
         set(&[
@@ -413,9 +413,9 @@ async fn intent_recorded_before_create_recognises_a_group_left_by_a_crash() {
     let mut g = group_cr("team-a", "devs", "devs");
     reconcile(&w, &mut g).await.unwrap();
     // The intent was written (mid-reconcile) before CreateGroup, and cleared after.
-    let recorded = w.deps.recorded.lock().unwrap().clone();
+    let recorded = w.groups_journal.recorded.lock().unwrap().clone();
     assert_eq!(recorded.len(), 1, "{recorded:?}");
-    assert!(recorded[0].1.creating_since.is_some() && recorded[0].1.group_id.is_none());
+    assert!(recorded[0].creating_since.is_some() && recorded[0].group_id.is_none());
     let st = g.status.clone().unwrap();
     assert!(st.creating_since.is_none() && st.group_id.is_some());
 

@@ -35,7 +35,7 @@ async fn reconcile(
     p: &mut IamPolicy,
 ) -> Result<iam_operator::controller::Synced, Error> {
     let mut status = p.status.clone().unwrap_or_default();
-    let r = policy::sync(&w.engine, p, &mut status).await;
+    let r = policy::reconcile(&w.engine, p, &mut status).await;
     p.status = Some(status);
     r
 }
@@ -75,7 +75,7 @@ async fn create_update_noop_and_prune() {
     let mut p = policy_cr("reader");
     let synced = reconcile(&w, &mut p).await.unwrap();
     assert_eq!(
-        synced.changes,
+        synced.messages(),
         vec!["Created IAM policy reader".to_string()]
     );
     let status = p.status.clone().unwrap();
@@ -159,7 +159,7 @@ async fn tag_drift_is_reverted_but_owner_tag_kept() {
         .unwrap();
     let synced = reconcile(&w, &mut p).await.unwrap();
     assert_eq!(
-        synced.changes,
+        synced.messages(),
         vec!["Reverted tags of IAM policy drift".to_string()]
     );
     let t = tags(&w, &arn).await;

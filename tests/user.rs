@@ -114,7 +114,14 @@ fn user_cr(ns: &str, name: &str, iam_name: &str) -> IamUser {
 /// Runs one reconcile and stores the status on the object, as the runtime would.
 async fn reconcile(w: &World, u: &mut IamUser) -> Result<Synced, Error> {
     let mut status = u.status.clone().unwrap_or_default();
-    let r = user::sync(&w.engine, u, &mut status).await;
+    let r = user::reconcile(
+        &w.engine,
+        u,
+        &mut status,
+        w.users_journal.as_ref(),
+        w.secrets.as_ref(),
+    )
+    .await;
     u.status = Some(status);
     r
 }
@@ -130,7 +137,10 @@ async fn create_with_path_tags_and_owner_tag_then_noop() {
     u.spec.path = "/team-a/".into();
     u.spec.tags = map(&[("team", "a"), ("cost-center", "42")]);
     let synced = reconcile(&w, &mut u).await.unwrap();
-    assert_eq!(synced.changes, vec!["Created IAM user alice".to_string()]);
+    assert_eq!(
+        synced.messages(),
+        vec!["Created IAM user alice".to_string()]
+    );
 
     let out = w.aws.get_user().user_name("alice").send().await.unwrap();
     let iam = out.user().unwrap();
@@ -191,7 +201,7 @@ async fn tag_drift_is_reverted_and_owner_tag_kept() {
     // The owner tag is gone, but the user id in status still says it is ours.
     let synced = reconcile(&w, &mut u).await.unwrap();
     assert_eq!(
-        synced.changes,
+        synced.messages(),
         vec!["Updated tags of IAM user alice".to_string()]
     );
     assert_eq!(
@@ -239,7 +249,7 @@ async fn groups_from_ref_and_name_are_exclusive() {
         .await
         .unwrap();
     let synced = reconcile(&w, &mut u).await.unwrap();
-    let changes: BTreeSet<_> = synced.changes.into_iter().collect();
+    let changes: BTreeSet<_> = synced.messages().into_iter().collect();
     assert_eq!(
         changes,
         set(&["Added to group legacy-readers", "Removed from group other"])
@@ -379,7 +389,7 @@ async fn permissions_boundary_set_changed_reverted_and_removed() {
     u.spec.permissions_boundary = Some(by_ref("boundary"));
     let synced = reconcile(&w, &mut u).await.unwrap();
     assert_eq!(
-        synced.changes,
+        synced.messages(),
         vec![format!("Set permissions boundary {boundary}")]
     );
     assert_eq!(
@@ -417,7 +427,7 @@ async fn permissions_boundary_set_changed_reverted_and_removed() {
     w.emulator.reset_calls().await;
     let synced = reconcile(&w, &mut u).await.unwrap();
     assert_eq!(
-        synced.changes,
+        synced.messages(),
         vec!["Removed permissions boundary".to_string()]
     );
     let calls = w.emulator.calls().await;
@@ -615,7 +625,9 @@ async fn existing_user_needs_adoption() {
         read::user_policies(&w.aws, "legacy").await,
         set(&[READ_ONLY])
     );
-    user::cleanup(&w.engine, &u).await.unwrap();
+    user::cleanup(&w.engine, &u, w.secrets.as_ref())
+        .await
+        .unwrap();
     assert!(read::user_exists(&w.aws, "legacy").await);
 
     u.metadata
@@ -648,7 +660,9 @@ async fn existing_user_needs_adoption() {
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
     assert!(err.to_string().contains("/admins/"), "{err}");
     assert!(read::user_tags(&w.aws, "root-admin").await.is_empty());
-    user::cleanup(&w.engine, &admin).await.unwrap();
+    user::cleanup(&w.engine, &admin, w.secrets.as_ref())
+        .await
+        .unwrap();
     assert!(read::user_exists(&w.aws, "root-admin").await);
 }
 
@@ -690,7 +704,9 @@ async fn same_user_name_in_two_namespaces_never_touches_the_first() {
     );
 
     // Deleting the second CR leaves the first one's user alone.
-    user::cleanup(&w.engine, &b).await.unwrap();
+    user::cleanup(&w.engine, &b, w.secrets.as_ref())
+        .await
+        .unwrap();
     assert!(read::user_exists(&w.aws, "alice").await);
     assert_eq!(read::user_tags(&w.aws, "alice").await, tags_before);
     assert_eq!(read::user_groups(&w.aws, "alice").await, set(&["a-devs"]));
@@ -835,7 +851,9 @@ async fn delete_removes_a_user_changed_outside_the_operator() {
     // The emulator refuses DeleteUser while any of it remains, as IAM does.
     assert!(w.aws.delete_user().user_name("alice").send().await.is_err());
 
-    user::cleanup(&w.engine, &u).await.unwrap();
+    user::cleanup(&w.engine, &u, w.secrets.as_ref())
+        .await
+        .unwrap();
     assert!(!read::user_exists(&w.aws, "alice").await);
     // The virtual MFA device went with the user; the groups and policies stay.
     let devices = w.aws.list_virtual_mfa_devices().send().await.unwrap();
@@ -859,7 +877,9 @@ async fn delete_removes_a_user_changed_outside_the_operator() {
     );
 
     // Idempotent: a second cleanup (e.g. after a crash) succeeds.
-    user::cleanup(&w.engine, &u).await.unwrap();
+    user::cleanup(&w.engine, &u, w.secrets.as_ref())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -874,11 +894,17 @@ async fn delete_after_a_partial_cleanup_finishes_the_job() {
     w.emulator
         .fail("DeleteUser", "DeleteConflict", 409, 1)
         .await;
-    assert!(user::cleanup(&w.engine, &u).await.is_err());
+    assert!(
+        user::cleanup(&w.engine, &u, w.secrets.as_ref())
+            .await
+            .is_err()
+    );
     assert!(read::user_exists(&w.aws, "alice").await);
     assert!(read::user_policies(&w.aws, "alice").await.is_empty());
     // The retry resumes from there.
-    user::cleanup(&w.engine, &u).await.unwrap();
+    user::cleanup(&w.engine, &u, w.secrets.as_ref())
+        .await
+        .unwrap();
     assert!(!read::user_exists(&w.aws, "alice").await);
 }
 
@@ -891,7 +917,9 @@ async fn retain_leaves_the_user() {
     u.spec.groups = vec![group_name("devs")];
     u.spec.policies = vec![by_arn(READ_ONLY)];
     reconcile(&w, &mut u).await.unwrap();
-    user::cleanup(&w.engine, &u).await.unwrap();
+    user::cleanup(&w.engine, &u, w.secrets.as_ref())
+        .await
+        .unwrap();
     assert!(read::user_exists(&w.aws, "alice").await);
     assert_eq!(read::user_groups(&w.aws, "alice").await, set(&["devs"]));
     assert_eq!(

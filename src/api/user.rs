@@ -154,6 +154,36 @@ pub struct IamUserStatus {
     /// The published console credentials (never the password).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<ConsoleStatus>,
+    /// Credentials on the IAM user that this resource did not create (made outside the
+    /// operator). The operator never uses, changes or deletes them; they are listed so
+    /// that they get noticed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmanaged_credentials: Option<UnmanagedCredentials>,
+}
+
+/// Credentials found on a managed user that the operator did not create.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmanagedCredentials {
+    /// Ids of access keys this resource did not create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_key_ids: Vec<String>,
+    /// Whether the user has a console login profile this resource did not create.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub login_profile: bool,
+}
+
+/// A published key that was deactivated or deleted outside the operator (a responder's
+/// answer to a leak): treated as compromised, replaced, and never reactivated.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedKey {
+    /// Id of the revoked key (deleted once its replacement was published).
+    pub access_key_id: String,
+    /// When the operator found it revoked and replaced it.
+    pub revoked_at: Time,
+    /// Id of the key published in its place.
+    pub replaced_by: String,
 }
 
 /// Observed state of the access key.
@@ -178,14 +208,19 @@ pub struct AccessKeyStatus {
     /// Value of the rotate annotation that the published key answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_token: Option<String>,
-    /// Set while a key is being created: keys created at or after this moment that are
-    /// not published are leftovers of an interrupted creation and are deleted.
+    /// Set while a key is being created (the intent, recorded before IAM is called):
+    /// keys that did not exist before it and are not published are leftovers of an
+    /// interrupted creation and are deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creating_since: Option<Time>,
-    /// Ids of the keys that existed when the pending creation started; any other key that
-    /// is not published afterwards was left by an interrupted creation.
+    /// Ids of the keys that existed when the last creation started. Kept after it, so a
+    /// key that creation made but did not publish (an interrupted attempt, or a call
+    /// retried after its response was lost) is recognised and deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_before_creation: Option<Vec<String>>,
+    /// The last published key found deactivated or deleted outside the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_revoked: Option<RevokedKey>,
 }
 
 /// Observed state of console access.
@@ -201,6 +236,10 @@ pub struct ConsoleStatus {
     /// Value of the reset annotation that the current password answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset_token: Option<String>,
+    /// When the login profile was last found deleted outside the operator, and a fresh
+    /// password issued in place of the old one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_revoked_at: Option<Time>,
 }
 
 impl IamUser {

@@ -26,6 +26,8 @@ impl Changed {
     }
 }
 
+/// What changed between two passes. User and group names are reported lower-cased: IAM
+/// names are case-insensitive, so `Carol` in IAM is the entity of a resource naming `carol`.
 pub fn changed(before: &AccountSnapshot, after: &AccountSnapshot) -> Changed {
     fn diff(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> BTreeSet<String> {
         a.keys()
@@ -34,9 +36,10 @@ pub fn changed(before: &AccountSnapshot, after: &AccountSnapshot) -> Changed {
             .cloned()
             .collect()
     }
+    let lower = |names: BTreeSet<String>| names.into_iter().map(|n| n.to_lowercase()).collect();
     Changed {
-        users: diff(&before.users, &after.users),
-        groups: diff(&before.groups, &after.groups),
+        users: lower(diff(&before.users, &after.users)),
+        groups: lower(diff(&before.groups, &after.groups)),
         policies: diff(&before.policies, &after.policies),
     }
 }
@@ -68,5 +71,13 @@ mod tests {
         );
         assert!(c.groups.is_empty() && c.policies.is_empty());
         assert!(changed(&after, &after).is_empty());
+        let c = changed(
+            &snapshot(&[("Carol", 1)], &[]),
+            &snapshot(&[("Carol", 2)], &[]),
+        );
+        assert!(
+            c.users.contains("carol"),
+            "names are matched case-insensitively"
+        );
     }
 }

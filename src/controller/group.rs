@@ -1,9 +1,10 @@
 //! IamGroup: a group with exclusive managed and inline policies.
 
-use super::{Engine, Synced, adopt_allowed, check_adopted_path, permissions};
+use super::{Engine, Reason, Synced, adopt_allowed, check_adopted_path, permissions};
 use crate::api::{ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupStatus};
 use crate::error::{Error, Result};
 use crate::iam::{GroupInfo, Principal, gone, optional};
+use crate::k8s::Journal;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
@@ -48,7 +49,14 @@ async fn observe(
     }
 }
 
-pub async fn sync(engine: &Engine, obj: &IamGroup, status: &mut IamGroupStatus) -> Result<Synced> {
+/// Observe → guard (path, ownership) → create if missing (intent journaled first) → keep
+/// the attachments exactly the spec's.
+pub async fn reconcile(
+    engine: &Engine,
+    obj: &IamGroup,
+    status: &mut IamGroupStatus,
+    journal: &dyn Journal<IamGroupStatus>,
+) -> Result<Synced> {
     engine
         .settings
         .check_path(&obj.spec.path)
@@ -66,10 +74,10 @@ pub async fn sync(engine: &Engine, obj: &IamGroup, status: &mut IamGroupStatus) 
             // Groups cannot be tagged: record the intent first, so that a crash right after
             // CreateGroup leaves a group this resource still recognises as its own.
             status.creating_since = Some(Time(Timestamp::now()));
-            engine.deps.record_group_status(obj, status).await?;
+            journal.record(status).await?;
             let info = engine.iam.create_group(&name, &obj.spec.path).await?;
             crate::failpoint::hit("after-create-group");
-            synced.note(format!("Created IAM group {name}"));
+            synced.note(Reason::Created, format!("Created IAM group {name}"));
             info
         }
     };
@@ -77,14 +85,14 @@ pub async fn sync(engine: &Engine, obj: &IamGroup, status: &mut IamGroupStatus) 
     status.arn = Some(info.arn.clone());
     status.group_id = Some(info.id.clone());
     status.creating_since = None;
-    let changes = permissions::sync(
+    permissions::sync(
         engine,
         Principal::Group(&name),
         &arns,
         &obj.spec.inline_policies,
+        &mut synced,
     )
     .await?;
-    synced.changes.extend(changes);
     Ok(synced)
 }
 

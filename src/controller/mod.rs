@@ -1,70 +1,39 @@
-//! The controllers. Each kind's module has a `sync` (observe → plan → apply against IAM)
-//! and a `cleanup` (the finalizer's work); both take an [`Engine`] and no Kubernetes client,
-//! so they run against the IAM emulator alone in tests. `runtime` wires them into
-//! kube-runtime `Controller`s.
+//! The reconcile logic of every kind, one pipeline each: observe IAM (and the cluster
+//! through the `k8s` ports) → guard (ownership, guardrails, limits) → plan (pure functions
+//! in `plan` and `credentials::keys`) → apply against IAM, with the changes returned as
+//! typed [`Change`]s. Each kind's module has a `reconcile` and a `cleanup` (the
+//! finalizer's work); both take an [`Engine`] and the `k8s` ports, never a Kubernetes
+//! client, so they run against the IAM emulator and in-memory ports in tests. The runtime
+//! wires them into kube-runtime controllers.
 
+pub mod change;
+pub mod credentials;
 pub mod drift;
 pub mod group;
 pub mod permissions;
 pub mod plan;
 pub mod policy;
-pub mod runtime;
 pub mod user;
 
-use crate::api::{ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupStatus, OWNER_TAG};
+pub use change::{Change, Reason, Synced};
+
+use crate::api::{ADOPT_ANNOTATION, DeletionPolicy, OWNER_TAG};
 use crate::error::{Error, Result};
 use crate::iam::Iam;
+use crate::k8s::Dependencies;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
-use async_trait::async_trait;
 use kube::ResourceExt;
 use std::sync::Arc;
 
-/// Resolves references to other objects in the same namespace. Production reads them from
-/// the Kubernetes API; tests supply them directly.
-#[async_trait]
-pub trait Dependencies: Send + Sync {
-    /// ARN of the Ready IamPolicy `name`, or `DependencyNotReady`.
-    async fn policy_arn(&self, namespace: &str, name: &str) -> Result<String>;
-    /// IAM name of the Ready IamGroup `name`, or `DependencyNotReady`.
-    async fn group_name(&self, namespace: &str, name: &str) -> Result<String>;
-    /// `namespace/name` of another IamGroup that already manages the IAM group with this
-    /// id. Groups cannot be tagged, so this is how adoption avoids taking one twice.
-    async fn group_claimed_by(
-        &self,
-        group_id: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<String>>;
-    /// Writes an IamGroup's status in the middle of a reconcile (the intent to create).
-    async fn record_group_status(&self, group: &IamGroup, status: &IamGroupStatus) -> Result<()>;
-}
-
-/// What every reconcile needs: the IAM port, the settings and the dependency resolver.
+/// What every reconcile needs: the IAM port, the settings, the dependency resolver and the
+/// metrics.
 #[derive(Clone)]
 pub struct Engine {
     pub iam: Arc<dyn Iam>,
     pub settings: Settings,
     pub deps: Arc<dyn Dependencies>,
-}
-
-/// What a successful sync reports for the Ready condition, plus notable changes for events.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Synced {
-    /// Things that changed in IAM, as short sentences (become Kubernetes events).
-    pub changes: Vec<String>,
-    /// Ask to be reconciled again after this long (e.g. a rotation grace period ending).
-    pub requeue_after: Option<std::time::Duration>,
-}
-
-impl Synced {
-    pub fn note(&mut self, change: impl Into<String>) {
-        self.changes.push(change.into());
-    }
-
-    /// Requeues no later than `after`.
-    pub fn requeue_within(&mut self, after: std::time::Duration) {
-        self.requeue_after = Some(self.requeue_after.map_or(after, |d| d.min(after)));
-    }
+    pub metrics: Arc<Metrics>,
 }
 
 impl Engine {

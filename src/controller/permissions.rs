@@ -1,8 +1,8 @@
 //! Managed-policy attachments and inline policies of a user or group: exclusive lists kept
 //! equal to the spec. Shared by the IamGroup and IamUser controllers.
 
-use super::Engine;
 use super::plan::plan_set;
+use super::{Engine, Reason, Synced};
 use crate::api::{InlinePolicy, PolicyAttachment};
 use crate::document;
 use crate::error::{Error, Result};
@@ -38,21 +38,21 @@ pub fn check_denied(engine: &Engine, arn: &str, via: &str) -> Result<()> {
 }
 
 /// Makes the principal's managed attachments and inline policies exactly the desired ones.
-/// Returns what changed, for events.
+/// Notes what changed, for events.
 pub async fn sync(
     engine: &Engine,
     principal: Principal<'_>,
     desired_arns: &[String],
     inline: &[InlinePolicy],
-) -> Result<Vec<String>> {
-    let mut changes = Vec::new();
+    synced: &mut Synced,
+) -> Result<()> {
     let current = engine.iam.list_attached_policies(principal).await?;
     let plan = plan_set(&current, desired_arns, false);
     // Detach first: IAM caps attachments per principal (10 by default), so at the cap a
     // swapped policy could never be attached while the old one is still there.
     for arn in &plan.remove {
         gone(engine.iam.detach_policy(principal, arn).await)?;
-        changes.push(format!("Detached {arn}"));
+        synced.note(Reason::Updated, format!("Detached {arn}"));
     }
     for arn in &plan.add {
         engine
@@ -65,7 +65,7 @@ pub async fn sync(
                 }
                 other => other.into(),
             })?;
-        changes.push(format!("Attached {arn}"));
+        synced.note(Reason::Updated, format!("Attached {arn}"));
     }
 
     let names = engine.iam.list_inline_policies(principal).await?;
@@ -76,7 +76,7 @@ pub async fn sync(
         .filter(|n| !inline.iter().any(|p| &p.name == *n))
     {
         gone(engine.iam.delete_inline_policy(principal, name).await)?;
-        changes.push(format!("Deleted inline policy {name}"));
+        synced.note(Reason::Updated, format!("Deleted inline policy {name}"));
     }
     for policy in inline {
         document::validate(&policy.document)
@@ -101,9 +101,12 @@ pub async fn sync(
                 }
                 other => other.into(),
             })?;
-        changes.push(format!("Put inline policy {}", policy.name));
+        synced.note(
+            Reason::Updated,
+            format!("Put inline policy {}", policy.name),
+        );
     }
-    Ok(changes)
+    Ok(())
 }
 
 /// Detaches every managed policy and deletes every inline policy.

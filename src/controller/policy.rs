@@ -1,7 +1,7 @@
 //! IamPolicy: a customer-managed policy kept equal to the spec.
 
 use super::plan::{plan_tags, version_to_prune};
-use super::{Engine, Synced, check_owner, desired_tags};
+use super::{Engine, Reason, Synced, check_owner, desired_tags};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
 use crate::document;
 use crate::error::{Error, Result};
@@ -47,7 +47,7 @@ async fn observe(
 }
 
 /// Brings IAM in line with the spec and fills `status` with what IAM reports.
-pub async fn sync(
+pub async fn reconcile(
     engine: &Engine,
     obj: &IamPolicy,
     status: &mut IamPolicyStatus,
@@ -80,7 +80,7 @@ pub async fn sync(
                     }
                     other => other.into(),
                 })?;
-            synced.note(format!("Created IAM policy {name}"));
+            synced.note(Reason::Created, format!("Created IAM policy {name}"));
             record(status, &created);
             return Ok(synced);
         }
@@ -113,9 +113,10 @@ pub async fn sync(
                 }
                 other => other.into(),
             })?;
-        synced.note(format!(
-            "Updated IAM policy {name}: version {default_version} is the default"
-        ));
+        synced.note(
+            Reason::Updated,
+            format!("Updated IAM policy {name}: version {default_version} is the default"),
+        );
     }
 
     let tag_plan = plan_tags(&info.tags, &tags);
@@ -126,7 +127,10 @@ pub async fn sync(
         engine.iam.tag_policy(&info.arn, &tag_plan.set).await?;
     }
     if !tag_plan.is_empty() {
-        synced.note(format!("Reverted tags of IAM policy {name}"));
+        synced.note(
+            Reason::Updated,
+            format!("Reverted tags of IAM policy {name}"),
+        );
     }
 
     record(

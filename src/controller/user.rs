@@ -1,12 +1,13 @@
-//! IamUser: identity, tags, permissions boundary, group memberships and permissions.
-//! Credentials (access keys, console password) live in `crate::credentials`, which needs
-//! the Kubernetes API for its Secrets.
+//! IamUser: identity, tags, permissions boundary, group memberships and permissions, then
+//! its credentials (`super::credentials`).
 
+use super::credentials::{self, CredentialStep};
 use super::plan::{plan_set, plan_tags};
-use super::{Engine, Synced, check_adopted_path, check_owner, desired_tags, permissions};
+use super::{Engine, Reason, Synced, check_adopted_path, check_owner, desired_tags, permissions};
 use crate::api::{DeletionPolicy, IamUser, IamUserStatus, OWNER_TAG};
 use crate::error::{Error, Result};
 use crate::iam::{IamError, Principal, UserInfo, gone, optional};
+use crate::k8s::{Journal, SecretStore};
 use kube::ResourceExt;
 
 async fn observe(
@@ -110,8 +111,51 @@ async fn change_password_policy(engine: &Engine, obj: &IamUser) -> Result<Option
     )))
 }
 
+/// The user's pipeline: observe (ownership is decided first, and nothing at all happens to a
+/// user that is not this resource's) → identity (create, tags, boundary, groups, policies)
+/// → credentials. The credential step runs whenever the user exists, even if the identity
+/// step failed, so that disabling a credential, ending a grace period or replacing a
+/// revoked one never waits on an unrelated error; only a first credential waits for the
+/// identity to converge. The identity step's error, the cause, is reported first.
+pub async fn reconcile(
+    engine: &Engine,
+    obj: &IamUser,
+    status: &mut IamUserStatus,
+    journal: &dyn Journal<IamUserStatus>,
+    secrets: &dyn SecretStore,
+) -> Result<Synced> {
+    let mut synced = Synced::default();
+    let existing = observe(engine, obj, status).await?;
+    let present = existing.is_some();
+    let identity = sync_identity(engine, obj, status, existing, &mut synced).await;
+    let name = obj.iam_name();
+    let credentials = if present || identity.is_ok() {
+        let mut step = CredentialStep {
+            engine,
+            obj,
+            user: &name,
+            status,
+            journal,
+            secrets,
+            may_issue: identity.is_ok(),
+        };
+        credentials::sync(&mut step, &mut synced).await
+    } else {
+        Ok(())
+    };
+    identity?;
+    credentials?;
+    Ok(synced)
+}
+
 /// Brings the user's identity and permissions in line with the spec.
-pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) -> Result<Synced> {
+async fn sync_identity(
+    engine: &Engine,
+    obj: &IamUser,
+    status: &mut IamUserStatus,
+    existing: Option<UserInfo>,
+    synced: &mut Synced,
+) -> Result<()> {
     engine
         .settings
         .check_path(&obj.spec.path)
@@ -127,10 +171,9 @@ pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) ->
         arns.push(arn);
     }
 
-    let mut synced = Synced::default();
     let name = obj.iam_name();
     let tags = desired_tags(&obj.spec.tags, &engine.owner_of(obj));
-    let info = match observe(engine, obj, status).await? {
+    let info = match existing {
         Some(info) => info,
         None => {
             let info = engine
@@ -143,7 +186,7 @@ pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) ->
                     }
                     other => other.into(),
                 })?;
-            synced.note(format!("Created IAM user {name}"));
+            synced.note(Reason::Created, format!("Created IAM user {name}"));
             info
         }
     };
@@ -158,7 +201,7 @@ pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) ->
         engine.iam.tag_user(&name, &tag_plan.set).await?;
     }
     if !tag_plan.is_empty() {
-        synced.note(format!("Updated tags of IAM user {name}"));
+        synced.note(Reason::Updated, format!("Updated tags of IAM user {name}"));
     }
 
     if info.permissions_boundary != boundary {
@@ -175,10 +218,13 @@ pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) ->
                 })?,
             None => gone(engine.iam.delete_permissions_boundary(&name).await)?,
         }
-        synced.note(match &boundary {
-            Some(arn) => format!("Set permissions boundary {arn}"),
-            None => "Removed permissions boundary".to_string(),
-        });
+        synced.note(
+            Reason::Updated,
+            match &boundary {
+                Some(arn) => format!("Set permissions boundary {arn}"),
+                None => "Removed permissions boundary".to_string(),
+            },
+        );
     }
 
     let current_groups = engine.iam.list_groups_for_user(&name).await?;
@@ -187,7 +233,7 @@ pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) ->
     // swapped group could never be joined while the old one is still there.
     for group in &plan.remove {
         gone(engine.iam.remove_user_from_group(&name, group).await)?;
-        synced.note(format!("Removed from group {group}"));
+        synced.note(Reason::Updated, format!("Removed from group {group}"));
     }
     for group in &plan.add {
         engine
@@ -200,27 +246,30 @@ pub async fn sync(engine: &Engine, obj: &IamUser, status: &mut IamUserStatus) ->
                 }
                 other => other.into(),
             })?;
-        synced.note(format!("Added to group {group}"));
+        synced.note(Reason::Updated, format!("Added to group {group}"));
     }
 
-    let changes = permissions::sync(
+    permissions::sync(
         engine,
         Principal::User(&name),
         &arns,
         &obj.spec.inline_policies,
+        synced,
     )
-    .await?;
-    synced.changes.extend(changes);
-    Ok(synced)
+    .await
 }
 
 /// The finalizer's IAM work, in the order IAM demands: keys, login profile, MFA devices,
 /// signing certificates, SSH keys, service credentials, groups, policies, the user. Works
 /// for users changed outside the operator too.
-pub async fn cleanup(engine: &Engine, obj: &IamUser) -> Result<()> {
-    if engine.deletion_policy(obj.spec.deletion_policy) == DeletionPolicy::Retain {
-        return Ok(());
+pub async fn cleanup(engine: &Engine, obj: &IamUser, secrets: &dyn SecretStore) -> Result<()> {
+    if engine.deletion_policy(obj.spec.deletion_policy) != DeletionPolicy::Retain {
+        delete_in_iam(engine, obj).await?;
     }
+    credentials::release(engine, obj, secrets).await
+}
+
+async fn delete_in_iam(engine: &Engine, obj: &IamUser) -> Result<()> {
     let status = obj.status.clone().unwrap_or_default();
     let Some(info) = super::ours_to_delete(observe(engine, obj, &status).await)? else {
         return Ok(());

@@ -6,13 +6,13 @@ pub mod emulator;
 pub mod read;
 
 use async_trait::async_trait;
-use iam_operator::api::{IamGroup, IamGroupStatus};
-use iam_operator::controller::{Dependencies, Engine};
+use iam_operator::controller::Engine;
 use iam_operator::error::{Error, Result};
 use iam_operator::iam::AwsIam;
+use iam_operator::k8s::{Dependencies, Journal, SecretStore, StoredSecret};
+use iam_operator::metrics::Metrics;
 use iam_operator::settings::Settings;
-use kube::ResourceExt;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Dependencies a test declares directly: (namespace, name) → ARN or group name.
@@ -22,8 +22,6 @@ pub struct FakeDeps {
     pub groups: Mutex<HashMap<(String, String), String>>,
     /// IAM group id → `namespace/name` of the IamGroup whose status records it.
     pub group_claims: Mutex<HashMap<String, String>>,
-    /// Statuses written in the middle of a reconcile, in order: (IamGroup name, status).
-    pub recorded: Mutex<Vec<(String, IamGroupStatus)>>,
 }
 
 impl FakeDeps {
@@ -59,19 +57,97 @@ impl Dependencies for FakeDeps {
             .cloned()
             .ok_or_else(|| Error::DependencyNotReady(format!("waiting for IamGroup {name}")))
     }
-    async fn record_group_status(&self, group: &IamGroup, status: &IamGroupStatus) -> Result<()> {
-        self.recorded
-            .lock()
-            .unwrap()
-            .push((group.name_any(), status.clone()));
-        Ok(())
-    }
     async fn group_claimed_by(&self, id: &str, ns: &str, name: &str) -> Result<Option<String>> {
         let claims = self.group_claims.lock().unwrap();
         Ok(claims
             .get(id)
             .filter(|o| **o != format!("{ns}/{name}"))
             .cloned())
+    }
+}
+
+/// A status journal in memory: every recorded status, in order. `fail_next` makes the next
+/// record fail as a resourceVersion conflict would.
+pub struct MemoryJournal<S> {
+    pub recorded: Mutex<Vec<S>>,
+    pub fail_next: std::sync::atomic::AtomicBool,
+}
+
+impl<S> Default for MemoryJournal<S> {
+    fn default() -> Self {
+        Self {
+            recorded: Mutex::new(Vec::new()),
+            fail_next: Default::default(),
+        }
+    }
+}
+
+impl<S: Clone> MemoryJournal<S> {
+    pub fn last(&self) -> Option<S> {
+        self.recorded.lock().unwrap().last().cloned()
+    }
+}
+
+#[async_trait]
+impl<S: Clone + Send + Sync> Journal<S> for MemoryJournal<S> {
+    async fn record(&self, status: &S) -> Result<()> {
+        if self
+            .fail_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Error::Iam(iam_operator::iam::IamError::Conflict(
+                "the object has been modified".into(),
+            )));
+        }
+        self.recorded.lock().unwrap().push(status.clone());
+        Ok(())
+    }
+}
+
+/// The Secrets of one IamUser, in memory.
+#[derive(Default)]
+pub struct MemorySecrets {
+    pub secrets: Mutex<BTreeMap<String, StoredSecret>>,
+    /// Names of Secrets that exist but belong to someone else.
+    pub foreign: Mutex<Vec<String>>,
+}
+
+impl MemorySecrets {
+    pub fn value(&self, name: &str, key: &str) -> Option<String> {
+        let secrets = self.secrets.lock().unwrap();
+        secrets.get(name)?.data.get(key).map(str::to_string)
+    }
+    pub fn remove(&self, name: &str) {
+        self.secrets.lock().unwrap().remove(name);
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemorySecrets {
+    async fn get(&self, name: &str) -> Result<Option<StoredSecret>> {
+        if self.foreign.lock().unwrap().iter().any(|f| f == name) {
+            return Err(Error::SecretConflict(format!("Secret {name} is not ours")));
+        }
+        Ok(self.secrets.lock().unwrap().get(name).cloned())
+    }
+    async fn put(&self, name: &str, secret: &StoredSecret, dry_run: bool) -> Result<()> {
+        if self.foreign.lock().unwrap().iter().any(|f| f == name) {
+            return Err(Error::SecretConflict(format!("Secret {name} is not ours")));
+        }
+        if !dry_run {
+            self.secrets
+                .lock()
+                .unwrap()
+                .insert(name.into(), secret.clone());
+        }
+        Ok(())
+    }
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.secrets.lock().unwrap().remove(name);
+        Ok(())
+    }
+    async fn orphan(&self, _name: &str) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -94,6 +170,11 @@ pub struct World {
     pub deps: Arc<FakeDeps>,
     /// A raw SDK client for out-of-band changes and for reading IAM back.
     pub aws: aws_sdk_iam::Client,
+    /// Where the reconciles of this world journal their intents.
+    pub groups_journal: Arc<MemoryJournal<iam_operator::api::IamGroupStatus>>,
+    pub users_journal: Arc<MemoryJournal<iam_operator::api::IamUserStatus>>,
+    /// The credential Secrets of this world's users.
+    pub secrets: Arc<MemorySecrets>,
 }
 
 impl World {
@@ -109,12 +190,16 @@ impl World {
             iam: Arc::new(AwsIam::new(&config)),
             settings,
             deps: deps.clone(),
+            metrics: Arc::new(Metrics::default()),
         };
         Self {
             aws: aws_sdk_iam::Client::new(&config),
             emulator,
             engine,
             deps,
+            groups_journal: Default::default(),
+            users_journal: Default::default(),
+            secrets: Default::default(),
         }
     }
 }

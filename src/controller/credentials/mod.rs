@@ -1,0 +1,143 @@
+//! Credentials published into Secrets: access keys ([`keys`]) and console passwords
+//! ([`console`]). This step runs whenever the IAM user exists and is this resource's, even
+//! when the rest of the user is blocked (a dependency not Ready, a denied policy, an
+//! AccessDenied): disabling a credential, ending a grace period, rotating and replacing a
+//! revoked credential never wait on unrelated errors. Only a *first* credential waits until
+//! the user's identity converged, so nothing is issued to a user whose guardrails failed.
+//!
+//! Secret values live in `SecretString`/`SecretData` (redacted `Debug`) until they are
+//! written into the Secret; they never reach logs, events, status or errors.
+
+pub mod console;
+pub mod keys;
+
+use super::{Engine, Reason, Synced};
+use crate::api::{DeletionPolicy, IamUser, IamUserStatus, UnmanagedCredentials};
+use crate::error::Result;
+use crate::k8s::{Journal, SecretStore};
+use kube::ResourceExt;
+
+/// Keys of the access-key Secret: id, secret, and an INI `credentials` file.
+pub const KEY_SECRET_DATA: [&str; 3] =
+    ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "credentials"];
+
+pub fn access_key_secret_name(obj: &IamUser) -> String {
+    obj.spec
+        .access_key
+        .as_ref()
+        .and_then(|a| a.secret_name.clone())
+        .unwrap_or_else(|| format!("{}-aws-credentials", obj.name_any()))
+}
+
+pub fn console_secret_name(obj: &IamUser) -> String {
+    obj.spec
+        .console
+        .as_ref()
+        .and_then(|c| c.secret_name.clone())
+        .unwrap_or_else(|| format!("{}-console", obj.name_any()))
+}
+
+/// Everything one credential step works with.
+pub struct CredentialStep<'a> {
+    pub engine: &'a Engine,
+    pub obj: &'a IamUser,
+    /// The IAM user name.
+    pub user: &'a str,
+    pub status: &'a mut IamUserStatus,
+    pub journal: &'a dyn Journal<IamUserStatus>,
+    pub secrets: &'a dyn SecretStore,
+    /// Whether a first credential may be issued (the identity step succeeded).
+    pub may_issue: bool,
+}
+
+impl CredentialStep<'_> {
+    /// A renamed access-key Secret: carry the published key over rather than losing it.
+    async fn carry_over_renamed_secret(&self, old: Option<&str>, new: &str) -> Result<()> {
+        let Some(old) = old.filter(|old| *old != new) else {
+            return Ok(());
+        };
+        if let Some(old_secret) = self.secrets.get(old).await.ok().flatten()
+            && self.secrets.get(new).await?.is_none()
+        {
+            let copy = crate::k8s::StoredSecret {
+                data: old_secret.data,
+                annotations: Default::default(),
+            };
+            self.secrets.put(new, &copy, false).await?;
+            self.secrets.delete(old).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Publishes and maintains the user's credentials, and reports those it did not create.
+/// Both credentials run even if the other fails; the first error is returned.
+pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<()> {
+    let keys = keys::sync(step, synced).await;
+    let console = console::sync(step, synced).await;
+    let unmanaged = UnmanagedCredentials {
+        access_key_ids: keys.as_ref().cloned().unwrap_or_default(),
+        login_profile: console.as_ref().is_ok_and(|u| *u),
+    };
+    let known = step
+        .status
+        .unmanaged_credentials
+        .clone()
+        .unwrap_or_default();
+    let new_keys: Vec<&String> = unmanaged
+        .access_key_ids
+        .iter()
+        .filter(|k| !known.access_key_ids.contains(k))
+        .collect();
+    if !new_keys.is_empty() || (unmanaged.login_profile && !known.login_profile) {
+        let mut what = Vec::new();
+        if !new_keys.is_empty() {
+            what.push(format!(
+                "access keys {}",
+                new_keys
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if unmanaged.login_profile {
+            what.push("a console login profile".to_string());
+        }
+        synced.note(
+            Reason::UnmanagedCredentials,
+            format!(
+                "IAM user {} has {} that this resource did not create; the operator never uses or deletes them: remove them in IAM if they are not wanted",
+                step.user,
+                what.join(" and ")
+            ),
+        );
+    }
+    // Keep the last known report while a step failed before it could observe.
+    if keys.is_ok() && console.is_ok() {
+        step.status.unmanaged_credentials =
+            (!unmanaged.access_key_ids.is_empty() || unmanaged.login_profile).then_some(unmanaged);
+    }
+    keys?;
+    console?;
+    Ok(())
+}
+
+/// The finalizer's Kubernetes work after IAM cleanup: delete the credential Secrets, or
+/// with `Retain` keep them (the credentials still work) by dropping the owner reference.
+pub async fn release(engine: &Engine, obj: &IamUser, secrets: &dyn SecretStore) -> Result<()> {
+    let retain = engine.deletion_policy(obj.spec.deletion_policy) == DeletionPolicy::Retain;
+    let status = obj.status.clone().unwrap_or_default();
+    let names = [
+        status.access_key.and_then(|a| a.secret_name),
+        status.console.and_then(|c| c.secret_name),
+    ];
+    for name in names.into_iter().flatten() {
+        if retain {
+            secrets.orphan(&name).await?;
+        } else {
+            secrets.delete(&name).await?;
+        }
+    }
+    Ok(())
+}

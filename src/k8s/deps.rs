@@ -1,0 +1,115 @@
+//! The objects a resource depends on (IamPolicy and IamGroup references in its namespace),
+//! read from the Kubernetes API.
+
+use crate::api::{IamGroup, IamPolicy};
+use crate::error::{Error, Result};
+use crate::status::{ObjectStatus, READY};
+use async_trait::async_trait;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::Api;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+
+/// Resolves references to other objects in the same namespace. Production reads them from
+/// the Kubernetes API; tests supply them directly.
+#[async_trait]
+pub trait Dependencies: Send + Sync {
+    /// ARN of the Ready IamPolicy `name`, or `DependencyNotReady`.
+    async fn policy_arn(&self, namespace: &str, name: &str) -> Result<String>;
+    /// IAM name of the Ready IamGroup `name`, or `DependencyNotReady`.
+    async fn group_name(&self, namespace: &str, name: &str) -> Result<String>;
+    /// `namespace/name` of another IamGroup that already manages the IAM group with this
+    /// id. Groups cannot be tagged, so this is how adoption avoids taking one twice.
+    async fn group_claimed_by(
+        &self,
+        group_id: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>>;
+}
+
+/// Reads dependencies from the Kubernetes API.
+pub struct KubeDependencies {
+    pub client: Client,
+    /// The watched namespaces (empty: all), the scope of the operator's RBAC.
+    pub namespaces: Vec<String>,
+}
+
+/// Whether a dependency reports Ready for its current generation.
+pub fn ready_now<K: Resource>(obj: &K, status: Option<&impl ObjectStatus>) -> bool {
+    obj.meta().deletion_timestamp.is_none()
+        && status.is_some_and(|s| {
+            s.conditions().iter().any(|c| {
+                c.type_ == READY
+                    && c.status == "True"
+                    && c.observed_generation == obj.meta().generation
+            })
+        })
+}
+
+async fn get_dependency<K>(client: &Client, namespace: &str, name: &str) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let kind = K::kind(&());
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.get_opt(name).await?.ok_or_else(|| {
+        Error::DependencyNotReady(format!("waiting for {kind} {name}: it does not exist"))
+    })
+}
+
+fn not_ready(kind: &str, name: &str) -> Error {
+    Error::DependencyNotReady(format!("waiting for {kind} {name} to be Ready"))
+}
+
+#[async_trait]
+impl Dependencies for KubeDependencies {
+    async fn policy_arn(&self, namespace: &str, name: &str) -> Result<String> {
+        let policy: IamPolicy = get_dependency(&self.client, namespace, name).await?;
+        if !ready_now(&policy, policy.status.as_ref()) {
+            return Err(not_ready("IamPolicy", name));
+        }
+        policy.status.and_then(|s| s.arn).ok_or_else(|| {
+            Error::DependencyNotReady(format!("waiting for IamPolicy {name} to have an ARN"))
+        })
+    }
+
+    async fn group_name(&self, namespace: &str, name: &str) -> Result<String> {
+        let group: IamGroup = get_dependency(&self.client, namespace, name).await?;
+        if !ready_now(&group, group.status.as_ref()) {
+            return Err(not_ready("IamGroup", name));
+        }
+        Ok(group.iam_name())
+    }
+
+    async fn group_claimed_by(
+        &self,
+        group_id: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>> {
+        let apis: Vec<Api<IamGroup>> = if self.namespaces.is_empty() {
+            vec![Api::all(self.client.clone())]
+        } else {
+            self.namespaces
+                .iter()
+                .map(|ns| Api::namespaced(self.client.clone(), ns))
+                .collect()
+        };
+        for api in apis {
+            for g in api.list(&Default::default()).await? {
+                let ns = g.namespace().unwrap_or_default();
+                let claims =
+                    g.status.as_ref().and_then(|s| s.group_id.as_deref()) == Some(group_id);
+                if claims && (ns.as_str(), g.name_any().as_str()) != (namespace, name) {
+                    return Ok(Some(format!("{ns}/{}", g.name_any())));
+                }
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,15 @@
+//! Kubernetes adapters the reconcile logic uses: the Secrets credentials are published in,
+//! the fenced status journal, and lookups of the objects a resource depends on. Each is a
+//! trait with its Kubernetes implementation, so the reconcile logic also runs against
+//! in-memory ones in tests.
+
+pub mod deps;
+pub mod journal;
+pub mod secrets;
+
+pub use deps::{Dependencies, KubeDependencies};
+pub use journal::{Journal, StatusWriter};
+pub use secrets::{KubeSecrets, OwnWrites, SecretData, SecretStore, StoredSecret};
+
+/// Field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "iam-operator";

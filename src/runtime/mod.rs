@@ -1,0 +1,253 @@
+//! kube-runtime wiring: one controller per kind (per watched namespace), the watches that
+//! wake a resource when something it depends on changes, and the drift-scan loop.
+//!
+//! Layering: `runtime` → `controller` (reconcile logic) → `iam` (IAM port) and `k8s`
+//! (Kubernetes adapters) → `api` (types).
+
+pub mod context;
+pub mod reconcile;
+
+pub use context::Context;
+pub use reconcile::{Managed, ReconcileError};
+
+use crate::api::{IamGroup, IamPolicy, IamUser};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Client, ResourceExt};
+use reconcile::{error_policy, reconcile};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool {
+    attachments
+        .iter()
+        .any(|a| a.policy_ref.as_ref().is_some_and(|r| r.name == name))
+}
+
+/// A controller for `K` that reconciles on changes of spec (generation), annotations (the
+/// rotate/reset/adopt triggers), finalizers and deletion, but not on its own status writes:
+/// those would double every reconcile and its IAM reads. Requeues, watched objects and the
+/// drift scan (through the returned [`Wake`]) still trigger as usual.
+fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> (Controller<K>, Wake<K>) {
+    let (reader, writer) = kube::runtime::reflector::store();
+    let changes = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            Default::default(),
+        );
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let ctl = Controller::for_stream(changes, reader)
+        .with_config(config.clone())
+        .reconcile_on(rx);
+    let wake = Wake {
+        store: ctl.store(),
+        tx,
+    };
+    (ctl, wake)
+}
+
+/// Wakes the objects of one controller that the drift scan found changed in IAM.
+struct Wake<K: Managed> {
+    store: kube::runtime::reflector::Store<K>,
+    tx: futures::channel::mpsc::UnboundedSender<ObjectRef<K>>,
+}
+
+impl<K: Managed> Wake<K> {
+    fn matching(&self, changed: impl Fn(&K) -> bool) {
+        for obj in self.store.state() {
+            if changed(&obj) {
+                let _ = self.tx.unbounded_send(ObjectRef::from_obj(obj.as_ref()));
+            }
+        }
+    }
+}
+
+/// Every interval, snapshots the account and wakes the objects whose IAM entity changed
+/// since the previous pass (the first pass is the baseline).
+async fn drift_scan(
+    ctx: Arc<Context>,
+    interval: Duration,
+    wakes: Vec<(Wake<IamPolicy>, Wake<IamGroup>, Wake<IamUser>)>,
+) {
+    let mut previous = None;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = match ctx.engine.iam.account_snapshot().await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(error = %e, "drift scan failed; per-object resyncs continue");
+                continue;
+            }
+        };
+        if let Some(before) = &previous {
+            let changed = crate::controller::drift::changed(before, &now);
+            if !changed.is_empty() {
+                tracing::info!(?changed, "drift scan: IAM changed");
+            }
+            for (policies, groups, users) in &wakes {
+                policies.matching(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.arn.as_ref())
+                        .is_some_and(|arn| changed.policies.contains(arn))
+                });
+                // IAM names are case-insensitive; the scan reports them lower-cased.
+                groups.matching(|g| changed.groups.contains(&g.iam_name().to_lowercase()));
+                users.matching(|u| changed.users.contains(&u.iam_name().to_lowercase()));
+            }
+        }
+        previous = Some(now);
+    }
+}
+
+/// Everything the operator runs: one controller per kind (per watched namespace).
+/// `drift_scan_interval` of zero turns the drift scan off.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespaces: &[String],
+    concurrency: u16,
+    drift_scan_interval: Duration,
+) {
+    let client = ctx.client.clone();
+    let config = ControllerConfig::default().concurrency(concurrency);
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut all = Vec::new();
+    let mut wakes = Vec::new();
+    for ns in scopes {
+        let api = |c: &Client| -> (Api<IamPolicy>, Api<IamGroup>, Api<IamUser>) {
+            match &ns {
+                Some(ns) => (
+                    Api::namespaced(c.clone(), ns),
+                    Api::namespaced(c.clone(), ns),
+                    Api::namespaced(c.clone(), ns),
+                ),
+                None => (
+                    Api::all(c.clone()),
+                    Api::all(c.clone()),
+                    Api::all(c.clone()),
+                ),
+            }
+        };
+        let (policies, groups, users) = api(&client);
+        let wc = watcher::Config::default();
+
+        let (policy_ctl, policy_wake) = controller(policies.clone(), &config);
+        let policy_ctl = policy_ctl
+            .shutdown_on_signal()
+            .run(
+                reconcile::<IamPolicy>,
+                error_policy::<IamPolicy>,
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()));
+
+        let (group_ctl, group_wake) = controller(groups.clone(), &config);
+        let group_store = group_ctl.store();
+        let group_ctl = group_ctl
+            .watches(policies.clone(), wc.clone(), move |p: IamPolicy| {
+                let ns = p.namespace();
+                let name = p.name_any();
+                group_store
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.namespace() == ns && refs_policy(&g.spec.policies, &name))
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .shutdown_on_signal()
+            .run(reconcile::<IamGroup>, error_policy::<IamGroup>, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+
+        let (user_ctl, user_wake) = controller(users.clone(), &config);
+        wakes.push((policy_wake, group_wake, user_wake));
+        let by_policy = user_ctl.store();
+        let by_group = user_ctl.store();
+        let user_ctl = user_ctl
+            .owns_stream({
+                // Metadata only: the watch needs owners and versions, never the payloads.
+                let secrets: Api<PartialObjectMeta<Secret>> = match &ns {
+                    Some(ns) => Api::namespaced(client.clone(), ns),
+                    None => Api::all(client.clone()),
+                };
+                let ctx = ctx.clone();
+                // A lost, edited or deleted Secret wakes its IamUser; the operator's own
+                // writes do not (they would cost a second reconcile of every user).
+                watcher(
+                    secrets,
+                    watcher::Config::default().labels(crate::k8s::secrets::MANAGED_BY_SELECTOR),
+                )
+                .default_backoff()
+                .touched_objects()
+                .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
+            })
+            .watches(policies, wc.clone(), move |p: IamPolicy| {
+                let ns = p.namespace();
+                let name = p.name_any();
+                by_policy
+                    .state()
+                    .into_iter()
+                    .filter(|u| {
+                        u.namespace() == ns
+                            && (refs_policy(&u.spec.policies, &name)
+                                || u.spec
+                                    .permissions_boundary
+                                    .as_ref()
+                                    .is_some_and(|b| refs_policy(std::slice::from_ref(b), &name)))
+                    })
+                    .map(|u| ObjectRef::from_obj(u.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .watches(groups, wc, move |g: IamGroup| {
+                let ns = g.namespace();
+                let name = g.name_any();
+                by_group
+                    .state()
+                    .into_iter()
+                    .filter(|u| {
+                        u.namespace() == ns
+                            && u.spec
+                                .groups
+                                .iter()
+                                .any(|m| m.group_ref.as_ref().is_some_and(|r| r.name == name))
+                    })
+                    .map(|u| ObjectRef::from_obj(u.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .shutdown_on_signal()
+            .run(reconcile::<IamUser>, error_policy::<IamUser>, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+
+        all.push(Box::pin(async move {
+            futures::join!(policy_ctl, group_ctl, user_ctl);
+        })
+            as std::pin::Pin<
+                Box<dyn std::future::Future<Output = ()> + Send>,
+            >);
+    }
+    let controllers = futures::future::join_all(all);
+    if drift_scan_interval.is_zero() {
+        controllers.await;
+        return;
+    }
+    // The scan never ends by itself; the controllers end on a shutdown signal.
+    tokio::select! {
+        _ = controllers => {}
+        _ = drift_scan(ctx, drift_scan_interval, wakes) => {}
+    }
+}

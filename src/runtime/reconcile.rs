@@ -1,0 +1,275 @@
+//! One reconcile, the same for every kind: read the object fresh from the API server, run
+//! the finalizer, hand the kind's pipeline a fenced status journal, then write status
+//! (conditions included) and publish the changes as events.
+
+use super::context::Context;
+use crate::api::{FINALIZER, IamGroup, IamPolicy, IamUser};
+use crate::controller::{Synced, group, policy, user};
+use crate::error::{Result, Severity};
+use crate::k8s::{Journal, KubeSecrets, StatusWriter};
+use crate::status::{ObjectStatus, Summary, apply_summary};
+use async_trait::async_trait;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event as Finalized, finalizer};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// A kind the operator reconciles.
+#[async_trait]
+pub trait Managed:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    type Status: ObjectStatus + Serialize + Debug + Send + Sync;
+    fn current_status(&self) -> Option<&Self::Status>;
+    async fn reconcile(
+        ctx: &Context,
+        obj: &Self,
+        status: &mut Self::Status,
+        journal: &dyn Journal<Self::Status>,
+    ) -> Result<Synced>;
+    async fn cleanup(ctx: &Context, obj: &Self) -> Result<()>;
+}
+
+#[async_trait]
+impl Managed for IamPolicy {
+    type Status = crate::api::IamPolicyStatus;
+    fn current_status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    async fn reconcile(
+        ctx: &Context,
+        obj: &Self,
+        status: &mut Self::Status,
+        _journal: &dyn Journal<Self::Status>,
+    ) -> Result<Synced> {
+        policy::reconcile(&ctx.engine, obj, status).await
+    }
+    async fn cleanup(ctx: &Context, obj: &Self) -> Result<()> {
+        policy::cleanup(&ctx.engine, obj).await
+    }
+}
+
+#[async_trait]
+impl Managed for IamGroup {
+    type Status = crate::api::IamGroupStatus;
+    fn current_status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    async fn reconcile(
+        ctx: &Context,
+        obj: &Self,
+        status: &mut Self::Status,
+        journal: &dyn Journal<Self::Status>,
+    ) -> Result<Synced> {
+        group::reconcile(&ctx.engine, obj, status, journal).await
+    }
+    async fn cleanup(ctx: &Context, obj: &Self) -> Result<()> {
+        group::cleanup(&ctx.engine, obj).await
+    }
+}
+
+#[async_trait]
+impl Managed for IamUser {
+    type Status = crate::api::IamUserStatus;
+    fn current_status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    async fn reconcile(
+        ctx: &Context,
+        obj: &Self,
+        status: &mut Self::Status,
+        journal: &dyn Journal<Self::Status>,
+    ) -> Result<Synced> {
+        let secrets = KubeSecrets::new(ctx.client.clone(), obj, ctx.own_writes.clone());
+        user::reconcile(&ctx.engine, obj, status, journal, &secrets).await
+    }
+    async fn cleanup(ctx: &Context, obj: &Self) -> Result<()> {
+        let secrets = KubeSecrets::new(ctx.client.clone(), obj, ctx.own_writes.clone());
+        user::cleanup(&ctx.engine, obj, &secrets).await
+    }
+}
+
+/// Error surfaced to kube-runtime (already reported in status and events).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReconcileError(String);
+
+pub fn key<K: Managed>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+async fn publish<K: Managed>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: &str) {
+    // kube's recorder folds events with the same reason and action into one series that
+    // keeps the first note; the note as action keeps distinct changes distinct.
+    let action: String = note.chars().take(128).collect();
+    let event = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action,
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish event");
+    }
+}
+
+/// Runs the kind's pipeline, then writes status (when it changed) and events.
+async fn apply<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, ReconcileError> {
+    let journal = StatusWriter::new(ctx.client.clone(), obj);
+    let before = obj.current_status().cloned().unwrap_or_default();
+    let mut status = before.clone();
+    let result = K::reconcile(ctx, obj, &mut status, &journal).await;
+    let summary = match &result {
+        Ok(_) => Summary::ready(
+            "UpToDate",
+            format!("IAM matches the spec of {}", obj.name_any()),
+        ),
+        Err(e) => Summary::from_error(e),
+    };
+    let previous = crate::status::ready_reason(&before).map(|(r, s)| (r, s.to_string()));
+    apply_summary(
+        &mut status,
+        &summary,
+        obj.meta().generation,
+        Timestamp::now(),
+    );
+    if (status != before || journal.wrote())
+        && let Err(e) = journal.record(&status).await
+    {
+        // A conflict: the object changed since this reconcile read it; the retry starts
+        // over from the API server's copy.
+        return Err(ReconcileError(format!("writing status: {e}")));
+    }
+    ctx.metrics
+        .reconciled(K::kind(&()).as_ref(), &summary.reason);
+    match result {
+        Ok(synced) => {
+            ctx.forget(&key(obj));
+            for change in &synced.changes {
+                let type_ = if change.reason.is_warning() {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                publish(ctx, obj, type_, change.reason.as_str(), &change.message).await;
+            }
+            let mut after = ctx.engine.settings.resync_interval;
+            if let Some(d) = synced.requeue_after {
+                after = after.min(d);
+            }
+            Ok(Action::requeue(after))
+        }
+        Err(err) => {
+            let changed = previous != Some((false, summary.reason.clone()));
+            let severity = err.severity();
+            if changed && severity != Severity::Transient {
+                let type_ = if severity == Severity::Stalled {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                publish(ctx, obj, type_, err.reason(), &summary.message).await;
+            }
+            tracing::info!(reason = err.reason(), message = %summary.message, "not ready");
+            let resync = ctx.engine.settings.resync_interval;
+            match severity {
+                Severity::Transient => Err(ReconcileError(summary.message)),
+                // A dependency's change triggers us through the watch; this is a backstop.
+                Severity::Waiting => Ok(Action::requeue(resync.min(Duration::from_secs(60)))),
+                // Needs a human: retry slowly, or at once on the next spec change.
+                Severity::Stalled => Ok(Action::requeue(resync.min(Duration::from_secs(600)))),
+            }
+        }
+    }
+}
+
+async fn cleanup<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, ReconcileError> {
+    match K::cleanup(ctx, obj).await {
+        Ok(()) => {
+            ctx.forget(&key(obj));
+            Ok(Action::await_change())
+        }
+        Err(err) => {
+            let mut status = obj.current_status().cloned().unwrap_or_default();
+            let summary = Summary::progressing("Deleting", format!("deleting: {err}"));
+            apply_summary(
+                &mut status,
+                &summary,
+                obj.meta().generation,
+                Timestamp::now(),
+            );
+            if Some(&status) != obj.current_status() {
+                let journal = StatusWriter::new(ctx.client.clone(), obj);
+                if let Err(e) = journal.record(&status).await {
+                    tracing::warn!(error = %e, "could not write status");
+                }
+            }
+            Err(ReconcileError(summary.message))
+        }
+    }
+}
+
+/// The reconcile kube-runtime calls. The watch cache may be older than the last status
+/// write (the crash journal), so the object is read from the API server first; an object
+/// that is gone takes its backoff state with it.
+pub async fn reconcile<K: Managed>(
+    cached: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let namespace = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
+    let span = tracing::info_span!("reconcile", kind = %K::kind(&()), namespace = %namespace, name = %name);
+    let result = async {
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+        let fresh = match api.get_opt(&name).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => {
+                ctx.forget(&key(cached.as_ref()));
+                return Ok(Action::await_change());
+            }
+            Err(e) => return Err(ReconcileError(format!("reading {name}: {e}"))),
+        };
+        finalizer(&api, FINALIZER, Arc::new(fresh), |event| async {
+            match event {
+                Finalized::Apply(obj) => apply(&ctx, obj.as_ref()).await,
+                Finalized::Cleanup(obj) => cleanup(&ctx, obj.as_ref()).await,
+            }
+        })
+        .await
+        .map_err(|e| ReconcileError(e.to_string()))
+    }
+    .instrument(span)
+    .await;
+    ctx.metrics
+        .observe_duration(K::kind(&()).as_ref(), started.elapsed());
+    result
+}
+
+pub fn error_policy<K: Managed>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff(&key(obj.as_ref()));
+    tracing::warn!(error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
