@@ -550,6 +550,144 @@ def _patch_pagination() -> None:
 
 
 # --------------------------------------------------------------------------
+# Policy size limits (IAM quotas: "IAM and AWS STS quotas", character limits).
+# --------------------------------------------------------------------------
+
+# A customer managed policy document, per version.
+MANAGED_POLICY_SIZE = 6144
+# All of one principal's inline policies together.
+INLINE_POLICY_SIZE = {"user": 2048, "group": 5120, "role": 10240}
+# A role's trust policy (AssumeRolePolicyDocument), the "ACLSizePerRole" quota.
+TRUST_POLICY_SIZE = 2048
+_JSON_WHITESPACE = frozenset(" \t\n\r")  # the four whitespace characters of RFC 8259
+
+
+def policy_size(document: str) -> int:
+    """A policy document's size as IAM counts it against its quotas.
+
+    IAM's documentation: "IAM doesn't count white space when calculating the size
+    of a policy against these limits." The rule used here: the number of
+    characters (Unicode code points) of the document as sent, leaving out JSON
+    whitespace (space, tab, line feed, carriage return) outside string values.
+    Everything inside a string value counts, its quotes and spaces included, and
+    an escape counts as written (``\\u0041`` is 6 characters, not 1). So the
+    size is that of the document re-serialised without insignificant whitespace.
+    A document that is not valid JSON is counted by the same scan; moto rejects
+    it afterwards as MalformedPolicyDocument if it is still within the limit.
+    """
+    size = 0
+    in_string = False
+    escaped = False
+    for ch in document:
+        if in_string:
+            size += 1
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch not in _JSON_WHITESPACE:
+            size += 1
+            in_string = ch == '"'
+    return size
+
+
+def _check_managed_policy_size(document: str | None) -> None:
+    if policy_size(document or "") > MANAGED_POLICY_SIZE:
+        raise LimitExceededException(f"Cannot exceed quota for PolicySize: {MANAGED_POLICY_SIZE}")
+
+
+def _check_inline_policy_size(
+    kind: str, entity: Any, policy_name: str, document: str | None
+) -> None:
+    """The new document replaces a same-named inline policy of the entity; the
+    limit applies to the sum over all of the entity's inline policies."""
+    total = policy_size(document or "") + sum(
+        policy_size(doc) for name, doc in entity.policies.items() if name != policy_name
+    )
+    limit = INLINE_POLICY_SIZE[kind]
+    if total > limit:
+        raise LimitExceededException(
+            f"Maximum policy size of {limit} bytes exceeded for {kind} {entity.name}"
+        )
+
+
+def _check_trust_policy_size(document: str | None) -> None:
+    if policy_size(document or "") > TRUST_POLICY_SIZE:
+        raise LimitExceededException(f"Cannot exceed quota for ACLSizePerRole: {TRUST_POLICY_SIZE}")
+
+
+def _patch_policy_sizes() -> None:
+    orig_create_policy = IAMBackend.create_policy
+    orig_create_policy_version = IAMBackend.create_policy_version
+    orig_put_user_policy = IAMBackend.put_user_policy
+    orig_put_group_policy = IAMBackend.put_group_policy
+    orig_put_role_policy = IAMBackend.put_role_policy
+    orig_create_role = IAMBackend.create_role
+    orig_update_assume_role_policy = IAMBackend.update_assume_role_policy
+
+    def create_policy(
+        self: IAMBackend,
+        description: str,
+        path: str,
+        policy_document: str,
+        policy_name: str,
+        tags: list[dict[str, str]],
+    ) -> Any:
+        _check_managed_policy_size(policy_document)
+        return orig_create_policy(self, description, path, policy_document, policy_name, tags)
+
+    def create_policy_version(
+        self: IAMBackend, policy_arn: str, policy_document: str, set_as_default: bool
+    ) -> Any:
+        self.get_policy(policy_arn)  # NoSuchEntity before any size complaint
+        _check_managed_policy_size(policy_document)
+        return orig_create_policy_version(self, policy_arn, policy_document, set_as_default)
+
+    def put_user_policy(
+        self: IAMBackend, user_name: str, policy_name: str, policy_json: str
+    ) -> None:
+        _check_inline_policy_size("user", self.get_user(user_name), policy_name, policy_json)
+        orig_put_user_policy(self, user_name, policy_name, policy_json)
+
+    def put_group_policy(
+        self: IAMBackend, group_name: str, policy_name: str, policy_json: str
+    ) -> None:
+        _check_inline_policy_size("group", self.get_group(group_name), policy_name, policy_json)
+        orig_put_group_policy(self, group_name, policy_name, policy_json)
+
+    def put_role_policy(
+        self: IAMBackend, role_name: str, policy_name: str, policy_json: str
+    ) -> None:
+        _check_inline_policy_size("role", self.get_role(role_name), policy_name, policy_json)
+        orig_put_role_policy(self, role_name, policy_name, policy_json)
+
+    def create_role(
+        self: IAMBackend,
+        role_name: str,
+        assume_role_policy_document: str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        _check_trust_policy_size(assume_role_policy_document)
+        return orig_create_role(self, role_name, assume_role_policy_document, *args, **kwargs)
+
+    def update_assume_role_policy(self: IAMBackend, role_name: str, policy_document: str) -> None:
+        self.get_role(role_name)
+        _check_trust_policy_size(policy_document)
+        orig_update_assume_role_policy(self, role_name, policy_document)
+
+    IAMBackend.create_policy = create_policy
+    IAMBackend.create_policy_version = create_policy_version
+    IAMBackend.put_user_policy = put_user_policy
+    IAMBackend.put_group_policy = put_group_policy
+    IAMBackend.put_role_policy = put_role_policy
+    IAMBackend.create_role = create_role
+    IAMBackend.update_assume_role_policy = update_assume_role_policy
+
+
+# --------------------------------------------------------------------------
 # Unknown actions: an IAM-style error instead of moto's HTML 500.
 # --------------------------------------------------------------------------
 
@@ -631,6 +769,7 @@ def install() -> None:
     _patch_login_profiles()
     _patch_service_credentials()
     _patch_pagination()
+    _patch_policy_sizes()
     _patch_unknown_actions()
     _patch_aws_policy_cache()
     _INSTALLED = True

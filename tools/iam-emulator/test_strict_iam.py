@@ -395,6 +395,140 @@ def test_managed_policy_attachments_are_idempotent_and_limited(iam: Any) -> None
     assert error_of(exc) == ("LimitExceeded", 409, "Cannot exceed quota for PoliciesPerUser: 10")
 
 
+# ---------------------------------------------------------------- policy sizes
+
+
+def sized_policy(size: int) -> str:
+    """A valid permissions policy whose IAM-counted size is exactly `size`:
+    pretty-printed, so that its raw length is larger (whitespace outside strings
+    does not count), with a space inside a string value (which does count)."""
+    doc: dict[str, Any] = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/x y"}
+        ],
+    }
+    compact = len(json.dumps(doc, separators=(",", ":")))
+    doc["Statement"][0]["Resource"] += "a" * (size - compact)
+    assert len(json.dumps(doc, separators=(",", ":"))) == size
+    pretty = json.dumps(doc, indent=4)
+    assert len(pretty) > size
+    return pretty
+
+
+def sized_trust_policy(size: int) -> str:
+    doc: dict[str, Any] = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": "x y"}},
+            }
+        ],
+    }
+    compact = len(json.dumps(doc, separators=(",", ":")))
+    doc["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"] += "a" * (size - compact)
+    assert len(json.dumps(doc, separators=(",", ":"))) == size
+    return json.dumps(doc, indent=2)
+
+
+def test_policy_size_counts_characters_without_json_whitespace() -> None:
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    from strict_iam import policy_size
+
+    assert policy_size('{"a": "b"}') == len('{"a":"b"}')
+    assert policy_size('{\n\t"a" :\r\n [ 1 , 2 ]\n}') == len('{"a":[1,2]}')
+    # Inside a string everything counts, an escaped quote does not end the string,
+    # and an escape counts as written.
+    assert policy_size('{"a b": " c "}') == len('{"a b":" c "}')
+    assert policy_size('{"a": "x\\" y", "b" : 1}') == len('{"a":"x\\" y","b":1}')
+    assert policy_size('{"a": "\\u0041"}') == len('{"a":"\\u0041"}')
+    assert policy_size('{"a": "\\\\", "b" : 1}') == len('{"a":"\\\\","b":1}')
+
+
+def test_managed_policy_size_limit(iam: Any) -> None:
+    arn = iam.create_policy(PolicyName="big", PolicyDocument=sized_policy(6144))["Policy"]["Arn"]
+    with pytest.raises(ClientError) as exc:
+        iam.create_policy(PolicyName="too-big", PolicyDocument=sized_policy(6145))
+    assert error_of(exc) == ("LimitExceeded", 409, "Cannot exceed quota for PolicySize: 6144")
+    assert [p["PolicyName"] for p in iam.list_policies(Scope="Local")["Policies"]] == ["big"]
+
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=sized_policy(6144))
+    with pytest.raises(ClientError) as exc:
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=sized_policy(6145))
+    assert error_of(exc) == ("LimitExceeded", 409, "Cannot exceed quota for PolicySize: 6144")
+    assert len(iam.list_policy_versions(PolicyArn=arn)["Versions"]) == 2
+
+
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize("kind, limit", [("user", 2048), ("group", 5120), ("role", 10240)])
+def test_inline_policies_of_a_principal_are_limited_together(
+    iam: Any, kind: str, limit: int
+) -> None:
+    if kind == "user":
+        iam.create_user(UserName="Name")
+    elif kind == "group":
+        iam.create_group(GroupName="Name")
+    else:
+        iam.create_role(RoleName="Name", AssumeRolePolicyDocument=TRUST)
+    entity = {f"{kind.capitalize()}Name": "Name"}
+    put_policy = getattr(iam, f"put_{kind}_policy")
+    list_policies = getattr(iam, f"list_{kind}_policies")
+
+    def put(name: str, document: str) -> None:
+        put_policy(**entity, PolicyName=name, PolicyDocument=document)
+
+    message = f"Maximum policy size of {limit} bytes exceeded for {kind} Name"
+
+    put("first", sized_policy(1000))
+    put("second", sized_policy(limit - 1000))  # exactly the limit together
+    # Putting a same-named policy replaces it: the total stays at the limit.
+    put("second", sized_policy(limit - 1000))
+    with pytest.raises(ClientError) as exc:
+        put("second", sized_policy(limit - 999))
+    assert error_of(exc) == ("LimitExceeded", 409, message)
+    with pytest.raises(ClientError) as exc:
+        put("third", sized_policy(200))  # a new one on top of a full budget
+    assert error_of(exc) == ("LimitExceeded", 409, message)
+    with pytest.raises(ClientError) as exc:
+        put("first", sized_policy(1001))  # growing the other one is refused too
+    assert error_of(exc) == ("LimitExceeded", 409, message)
+    assert sorted(list_policies(**entity)["PolicyNames"]) == ["first", "second"]
+    # Deleting one frees its share of the budget.
+    getattr(iam, f"delete_{kind}_policy")(**entity, PolicyName="second")
+    put("third", sized_policy(limit - 1000))
+
+
+def test_role_trust_policy_size_limit(iam: Any) -> None:
+    iam.create_role(RoleName="r", AssumeRolePolicyDocument=sized_trust_policy(2048))
+    message = "Cannot exceed quota for ACLSizePerRole: 2048"
+    with pytest.raises(ClientError) as exc:
+        iam.create_role(RoleName="r2", AssumeRolePolicyDocument=sized_trust_policy(2049))
+    assert error_of(exc) == ("LimitExceeded", 409, message)
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == ["r"]
+
+    iam.update_assume_role_policy(RoleName="r", PolicyDocument=sized_trust_policy(2048))
+    with pytest.raises(ClientError) as exc:
+        iam.update_assume_role_policy(RoleName="r", PolicyDocument=sized_trust_policy(2049))
+    assert error_of(exc) == ("LimitExceeded", 409, message)
+
+
 # ---------------------------------------------------------------- permissions boundaries
 
 
