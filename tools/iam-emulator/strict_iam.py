@@ -17,7 +17,8 @@ import copy
 import json
 import secrets
 import string
-from typing import Any
+import unicodedata
+from typing import Any, Iterable
 
 from moto.core.responses import ActionResult, EmptyResult
 from moto.core.serialize import never_return
@@ -26,10 +27,12 @@ from moto.iam import models as iam_models
 from moto.iam import responses as iam_responses
 from moto.iam.exceptions import (
     DeleteConflictException,
+    DuplicateTags,
     IAMException,
     InvalidInput,
     LimitExceededException,
     NotFoundException,
+    ValidationError,
 )
 
 IAMBackend = iam_models.IAMBackend
@@ -688,6 +691,193 @@ def _patch_policy_sizes() -> None:
 
 
 # --------------------------------------------------------------------------
+# Tags of users, roles and customer managed policies.
+# --------------------------------------------------------------------------
+
+# IAM quotas: "Tags per IAM user / role / customer managed policy: 50".
+TAGS_PER_ENTITY = 50
+# The IAM service model (botocore's iam service-2.json): tagListType max 50,
+# tagKeyType 1..128 and tagValueType 0..256 characters, both with the pattern
+# [\p{L}\p{Z}\p{N}_.:/=+\-@] (+ for keys, * for values).
+TAG_KEY_MAX = 128
+TAG_VALUE_MAX = 256
+_TAG_SYMBOLS = frozenset("_.:/=+-@")
+
+
+def _tag_char_ok(ch: str) -> bool:
+    # \p{L} letters, \p{Z} separators (space included; tab and newline are not),
+    # \p{N} numbers: the Unicode general categories L*, Z*, N*.
+    return ch in _TAG_SYMBOLS or unicodedata.category(ch)[0] in "LZN"
+
+
+def _model_error(value: Any, where: str, constraint: str) -> ValidationError:
+    """IAM's answer to a request that breaks a constraint of its service model."""
+    return ValidationError(
+        f"1 validation error detected: Value '{value}' at '{where}' failed to satisfy "
+        f"constraint: {constraint}"
+    )
+
+
+def _validate_tags(tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
+    """The checks of one request's Tags, in IAM's order: the service model's
+    constraints (ValidationError, HTTP 400) and then IAM's own rules."""
+    tags = list(tags or [])
+    if len(tags) > TAGS_PER_ENTITY:
+        raise _model_error(
+            tags, "tags", f"Member must have length less than or equal to {TAGS_PER_ENTITY}"
+        )
+    for index, tag in enumerate(tags, start=1):
+        key, value = tag.get("Key") or "", tag.get("Value") or ""
+        where = f"tags.{index}.member"
+        if len(key) < 1:
+            raise _model_error(
+                key, f"{where}.key", "Member must have length greater than or equal to 1"
+            )
+        if len(key) > TAG_KEY_MAX:
+            raise _model_error(
+                key, f"{where}.key", f"Member must have length less than or equal to {TAG_KEY_MAX}"
+            )
+        if not all(_tag_char_ok(c) for c in key):
+            raise _model_error(
+                key,
+                f"{where}.key",
+                "Member must satisfy regular expression pattern: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+",
+            )
+        if len(value) > TAG_VALUE_MAX:
+            raise _model_error(
+                value,
+                f"{where}.value",
+                f"Member must have length less than or equal to {TAG_VALUE_MAX}",
+            )
+        if not all(_tag_char_ok(c) for c in value):
+            raise _model_error(
+                value,
+                f"{where}.value",
+                "Member must satisfy regular expression pattern: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*",
+            )
+    seen: set[str] = set()
+    for tag in tags:
+        key = tag["Key"].lower()
+        # The aws: prefix is reserved for AWS in any letter case (IAM User Guide,
+        # "Tagging IAM resources"). The wording of this message is the emulator's.
+        if key.startswith("aws:"):
+            raise InvalidInput(
+                f"Tag key {tag['Key']} is not valid: keys beginning with aws: are reserved "
+                "for AWS use."
+            )
+        if key in seen:
+            raise DuplicateTags()  # moto's InvalidInput, "Tag keys are case insensitive."
+        seen.add(key)
+    return tags
+
+
+def _check_tag_count(kind: str, existing_keys: Iterable[str], tags: list[dict[str, str]]) -> None:
+    """At most 50 tags on the entity once the request's tags are merged in. Keys
+    match case-insensitively (IAM User Guide: "you cannot have separate Department
+    and department tag keys"), so a re-sent key replaces its tag and adds none.
+    The wording of this message is the emulator's."""
+    keys = {k.lower() for k in existing_keys} | {t["Key"].lower() for t in tags}
+    if len(keys) > TAGS_PER_ENTITY:
+        raise LimitExceededException(
+            f"Cannot add tags: a {kind} can have at most {TAGS_PER_ENTITY} tags "
+            f"({len(keys)} after this request)."
+        )
+
+
+def _user_tag_keys(backend: IAMBackend, user: Any) -> list[str]:
+    return [t["Key"] for t in backend.tagger.list_tags_for_resource(user.arn)["Tags"]]
+
+
+def _patch_tags() -> None:
+    orig_create_user = IAMBackend.create_user
+    orig_create_role = IAMBackend.create_role
+    orig_create_policy = IAMBackend.create_policy
+    orig_tag_user = IAMBackend.tag_user
+    orig_tag_role = IAMBackend.tag_role
+    orig_tag_policy = IAMBackend.tag_policy
+
+    def create_user(
+        self: IAMBackend,
+        region_name: str,
+        user_name: str,
+        path: str = "/",
+        tags: list[dict[str, str]] | None = None,
+    ) -> Any:
+        tags = _validate_tags(tags)  # moto checks no tags of a new user at all
+        return orig_create_user(self, region_name, user_name, path, tags)
+
+    def create_role(
+        self: IAMBackend,
+        role_name: str,
+        assume_role_policy_document: str,
+        path: str,
+        permissions_boundary: str | None,
+        description: str,
+        tags: list[dict[str, str]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        tags = _validate_tags(tags)
+        return orig_create_role(
+            self,
+            role_name,
+            assume_role_policy_document,
+            path,
+            permissions_boundary,
+            description,
+            tags,
+            *args,
+            **kwargs,
+        )
+
+    def create_policy(
+        self: IAMBackend,
+        description: str,
+        path: str,
+        policy_document: str,
+        policy_name: str,
+        tags: list[dict[str, str]],
+    ) -> Any:
+        tags = _validate_tags(tags)
+        return orig_create_policy(self, description, path, policy_document, policy_name, tags)
+
+    def tag_user(self: IAMBackend, name: str, tags: list[dict[str, str]]) -> None:
+        tags = _validate_tags(tags)
+        user = self.get_user(name)
+        existing = _user_tag_keys(self, user)
+        _check_tag_count("user", existing, tags)
+        # moto keys user tags case-sensitively; drop the old spelling of a key
+        # that the request sets again, so that the new tag replaces it.
+        new_keys = {t["Key"].lower(): t["Key"] for t in tags}
+        stale = [k for k in existing if new_keys.get(k.lower(), k) != k]
+        if stale:
+            self.tagger.untag_resource_using_names(user.arn, stale)
+        orig_tag_user(self, name, tags)
+
+    def tag_role(self: IAMBackend, role_name: str, tags: list[dict[str, str]]) -> None:
+        tags = _validate_tags(tags)
+        role = self.get_role(role_name)
+        _check_tag_count("role", [t["Key"] for t in role.tags], tags)
+        new_keys = {t["Key"].lower() for t in tags}
+        role.tags = [t for t in role.tags if t["Key"].lower() not in new_keys]
+        orig_tag_role(self, role_name, tags)
+
+    def tag_policy(self: IAMBackend, policy_arn: str, tags: list[dict[str, str]]) -> None:
+        tags = _validate_tags(tags)
+        policy = self.get_policy(policy_arn)
+        # moto keys policy tags by the lower-cased key already.
+        _check_tag_count("policy", [t["Key"] for t in policy.tags.values()], tags)
+        orig_tag_policy(self, policy_arn, tags)
+
+    IAMBackend.create_user = create_user
+    IAMBackend.create_role = create_role
+    IAMBackend.create_policy = create_policy
+    IAMBackend.tag_user = tag_user
+    IAMBackend.tag_role = tag_role
+    IAMBackend.tag_policy = tag_policy
+
+
+# --------------------------------------------------------------------------
 # Unknown actions: an IAM-style error instead of moto's HTML 500.
 # --------------------------------------------------------------------------
 
@@ -770,6 +960,7 @@ def install() -> None:
     _patch_service_credentials()
     _patch_pagination()
     _patch_policy_sizes()
+    _patch_tags()
     _patch_unknown_actions()
     _patch_aws_policy_cache()
     _INSTALLED = True

@@ -529,6 +529,128 @@ def test_role_trust_policy_size_limit(iam: Any) -> None:
     assert error_of(exc) == ("LimitExceeded", 409, message)
 
 
+# ---------------------------------------------------------------- tags
+
+TAGGABLE = ["user", "role", "policy"]
+
+
+def create_tagged(iam: Any, kind: str, name: str, tags: list[dict[str, str]]) -> str:
+    """Creates a user, role or customer managed policy with tags; returns what
+    Tag*/List*Tags take to name it (the name, or the policy's ARN)."""
+    if kind == "user":
+        iam.create_user(UserName=name, Tags=tags)
+        return name
+    if kind == "role":
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST, Tags=tags)
+        return name
+    return iam.create_policy(PolicyName=name, PolicyDocument=ALLOW_ALL, Tags=tags)["Policy"]["Arn"]
+
+
+def _ref(kind: str, ref: str) -> dict[str, str]:
+    return {"user": {"UserName": ref}, "role": {"RoleName": ref}, "policy": {"PolicyArn": ref}}[
+        kind
+    ]
+
+
+def tag(iam: Any, kind: str, ref: str, tags: list[dict[str, str]]) -> None:
+    getattr(iam, f"tag_{kind}")(**_ref(kind, ref), Tags=tags)
+
+
+def tags_of(iam: Any, kind: str, ref: str) -> dict[str, str]:
+    listed = getattr(iam, f"list_{kind}_tags")(**_ref(kind, ref), MaxItems=1000)["Tags"]
+    return {t["Key"]: t["Value"] for t in listed}
+
+
+def numbered_tags(count: int, start: int = 0) -> list[dict[str, str]]:
+    return [{"Key": f"k{i:02d}", "Value": "v"} for i in range(start, start + count)]
+
+
+@pytest.mark.parametrize("kind", TAGGABLE)
+def test_at_most_50_tags_per_entity(iam: Any, kind: str) -> None:
+    ref = create_tagged(iam, kind, "full", numbered_tags(50))
+    # Re-sending a key (in another letter case) replaces its tag: still 50.
+    tag(iam, kind, ref, [{"Key": "K00", "Value": "new"}])
+    assert len(tags_of(iam, kind, ref)) == 50
+    with pytest.raises(ClientError) as exc:
+        tag(iam, kind, ref, numbered_tags(1, start=50))
+    assert error_of(exc)[:2] == ("LimitExceeded", 409)
+    assert len(tags_of(iam, kind, ref)) == 50 and "k50" not in tags_of(iam, kind, ref)
+
+    ref = create_tagged(iam, kind, "almost", numbered_tags(48))
+    tag(iam, kind, ref, numbered_tags(2, start=48))  # 50 after the request
+    with pytest.raises(ClientError) as exc:
+        tag(iam, kind, ref, numbered_tags(1, start=50))  # 51 after the request
+    assert error_of(exc)[:2] == ("LimitExceeded", 409)
+
+    # More than 50 in one request breaks the service model's list length.
+    with pytest.raises(ClientError) as exc:
+        create_tagged(iam, kind, "too-many", numbered_tags(51))
+    assert error_of(exc)[:2] == ("ValidationError", 400)
+    assert "Member must have length less than or equal to 50" in error_of(exc)[2]
+
+
+@pytest.mark.parametrize("kind", TAGGABLE)
+def test_tag_key_and_value_lengths_and_characters(emu: Emulator, iam: Any, kind: str) -> None:
+    # botocore itself refuses an empty key before sending it; IAM must refuse it too.
+    unchecked = boto3.client(
+        "iam",
+        endpoint_url=emu.url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        config=NO_RETRIES.merge(Config(parameter_validation=False)),
+    )
+    ref = create_tagged(iam, kind, "t", [{"Key": "k" * 128, "Value": "v" * 256}])
+    tag(iam, kind, ref, [{"Key": "empty-value", "Value": ""}])
+    tag(iam, kind, ref, [{"Key": "Ünïcode key 1 _.:/=+-@", "Value": "välue 2 _.:/=+-@"}])
+    assert tags_of(iam, kind, ref) == {
+        "k" * 128: "v" * 256,
+        "empty-value": "",
+        "Ünïcode key 1 _.:/=+-@": "välue 2 _.:/=+-@",
+    }
+    bad = [
+        ({"Key": "k" * 129, "Value": "v"}, "length less than or equal to 128"),
+        ({"Key": "k", "Value": "v" * 257}, "length less than or equal to 256"),
+        ({"Key": "", "Value": "v"}, "length greater than or equal to 1"),
+        ({"Key": "a#b", "Value": "v"}, "regular expression pattern"),
+        ({"Key": "k", "Value": "tab\there"}, "regular expression pattern"),
+    ]
+    for n, (bad_tag, constraint) in enumerate(bad):
+        with pytest.raises(ClientError) as exc:
+            tag(unchecked, kind, ref, [bad_tag])
+        code, status, message = error_of(exc)
+        assert (code, status) == ("ValidationError", 400), bad_tag
+        assert constraint in message, message
+        with pytest.raises(ClientError) as exc:
+            create_tagged(unchecked, kind, f"bad{n}", [bad_tag])
+        assert error_of(exc)[:2] == ("ValidationError", 400), bad_tag
+    assert len(tags_of(iam, kind, ref)) == 3
+
+
+@pytest.mark.parametrize("kind", TAGGABLE)
+def test_aws_prefix_is_reserved_in_tag_keys(iam: Any, kind: str) -> None:
+    ref = create_tagged(iam, kind, "t", [{"Key": "aws", "Value": "v"}])
+    tag(iam, kind, ref, [{"Key": "awsx:y", "Value": "v"}, {"Key": "x:aws:y", "Value": "v"}])
+    for key in ["aws:x", "AWS:x", "Aws:team"]:
+        with pytest.raises(ClientError) as exc:
+            tag(iam, kind, ref, [{"Key": key, "Value": "v"}])
+        assert error_of(exc)[:2] == ("InvalidInput", 400), key
+        with pytest.raises(ClientError) as exc:
+            create_tagged(iam, kind, "other", [{"Key": key, "Value": "v"}])
+        assert error_of(exc)[:2] == ("InvalidInput", 400), key
+    assert set(tags_of(iam, kind, ref)) == {"aws", "awsx:y", "x:aws:y"}
+
+
+@pytest.mark.parametrize("kind", TAGGABLE)
+def test_tag_keys_are_case_insensitive(iam: Any, kind: str) -> None:
+    ref = create_tagged(iam, kind, "t", [{"Key": "Team", "Value": "a"}])
+    tag(iam, kind, ref, [{"Key": "team", "Value": "b"}])
+    assert tags_of(iam, kind, ref) == {"team": "b"}
+    with pytest.raises(ClientError) as exc:
+        tag(iam, kind, ref, [{"Key": "x", "Value": "1"}, {"Key": "X", "Value": "2"}])
+    assert error_of(exc)[:2] == ("InvalidInput", 400)
+
+
 # ---------------------------------------------------------------- permissions boundaries
 
 
