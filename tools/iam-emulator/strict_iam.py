@@ -28,6 +28,7 @@ from moto.iam import responses as iam_responses
 from moto.iam.exceptions import (
     DeleteConflictException,
     DuplicateTags,
+    EntityAlreadyExists,
     IAMException,
     InvalidInput,
     LimitExceededException,
@@ -878,6 +879,150 @@ def _patch_tags() -> None:
 
 
 # --------------------------------------------------------------------------
+# Names are not distinguished by case.
+# --------------------------------------------------------------------------
+#
+# IAM quotas page: "Names of users, groups, roles, and instance profiles must be
+# unique within the account. They aren't distinguished by case, for example, you
+# can't create groups named both ADMINS and admins." A lookup by name in another
+# letter case finds the entity, which keeps and returns the name it was created
+# with. Customer managed policy names are unique in the account whatever their
+# path, also regardless of case.
+#
+# moto keys users and groups by their exact names and compares role and
+# instance profile names exactly. Creation is refused in the backend; lookups
+# are fixed in one place: every UserName / GroupName / RoleName /
+# InstanceProfileName request parameter is replaced by the stored spelling of
+# the entity it names, before moto sees it.
+
+
+def _same_name(names: Iterable[str], name: str) -> str | None:
+    """The stored name equal to `name` regardless of case, if any."""
+    lowered = name.lower()
+    return next((n for n in names if n.lower() == lowered), None)
+
+
+def _names_for_param(backend: IAMBackend, param: str) -> Iterable[str]:
+    if param == "UserName":
+        return backend.users.keys()
+    if param == "GroupName":
+        return backend.groups.keys()
+    if param == "RoleName":
+        return [r.name for r in backend.roles.values()]
+    return backend.instance_profiles.keys()  # InstanceProfileName
+
+
+# The parameter that names the entity an action creates: it is the new name,
+# not a reference to an existing entity, so it is taken as sent.
+_CREATED_NAME_PARAM = {
+    "CreateUser": "UserName",
+    "CreateGroup": "GroupName",
+    "CreateRole": "RoleName",
+    "CreateInstanceProfile": "InstanceProfileName",
+}
+
+
+def _patch_case_insensitive_names() -> None:
+    orig_get_param = IamResponse._get_param
+    orig_create_user = IAMBackend.create_user
+    orig_create_group = IAMBackend.create_group
+    orig_create_role = IAMBackend.create_role
+    orig_create_policy = IAMBackend.create_policy
+    orig_create_instance_profile = IAMBackend.create_instance_profile
+    orig_update_user = IAMBackend.update_user
+    orig_update_group = IAMBackend.update_group
+
+    def _get_param(self: IamResponse, param_name: str, if_none: Any = None) -> Any:
+        value = orig_get_param(self, param_name, if_none)
+        if (
+            param_name in ("UserName", "GroupName", "RoleName", "InstanceProfileName")
+            and isinstance(value, str)
+            and value
+            and _CREATED_NAME_PARAM.get(self._get_action()) != param_name
+        ):
+            names = _names_for_param(self.backend, param_name)
+            if value not in names:
+                value = _same_name(names, value) or value
+        return value
+
+    def create_user(
+        self: IAMBackend, region_name: str, user_name: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        if _same_name(self.users, user_name) is not None:
+            raise EntityAlreadyExists(f"User with name {user_name} already exists.")
+        return orig_create_user(self, region_name, user_name, *args, **kwargs)
+
+    def create_group(self: IAMBackend, group_name: str, path: str = "/") -> Any:
+        if _same_name(self.groups, group_name) is not None:
+            raise EntityAlreadyExists(f"Group with name {group_name} already exists.")
+        return orig_create_group(self, group_name, path)
+
+    def create_role(self: IAMBackend, role_name: str, *args: Any, **kwargs: Any) -> Any:
+        if _same_name((r.name for r in self.roles.values()), role_name) is not None:
+            raise EntityAlreadyExists(f"Role with name {role_name} already exists.")
+        return orig_create_role(self, role_name, *args, **kwargs)
+
+    def create_policy(
+        self: IAMBackend,
+        description: str,
+        path: str,
+        policy_document: str,
+        policy_name: str,
+        tags: list[dict[str, str]],
+    ) -> Any:
+        # moto keys policies by ARN, which holds the path; IAM refuses the name
+        # on any path. AWS managed policies (arn:aws:iam::aws:...) do not count.
+        local = (
+            p.name
+            for p in self.managed_policies.values()
+            if not isinstance(p, iam_models.AWSManagedPolicy)
+        )
+        if _same_name(local, policy_name) is not None:
+            raise EntityAlreadyExists(
+                f"A policy called {policy_name} already exists. Duplicate names are not allowed."
+            )
+        return orig_create_policy(self, description, path, policy_document, policy_name, tags)
+
+    def create_instance_profile(self: IAMBackend, name: str, *args: Any, **kwargs: Any) -> Any:
+        if _same_name(self.instance_profiles, name) is not None:
+            raise EntityAlreadyExists(f"Instance Profile {name} already exists.")
+        return orig_create_instance_profile(self, name, *args, **kwargs)
+
+    def update_user(
+        self: IAMBackend,
+        user_name: str,
+        new_path: str | None = None,
+        new_user_name: str | None = None,
+    ) -> None:
+        self.get_user(user_name)
+        if new_user_name:
+            # moto would overwrite another user of that exact name.
+            taken = _same_name(self.users, new_user_name)
+            if taken is not None and taken != user_name:
+                raise EntityAlreadyExists(f"User with name {new_user_name} already exists.")
+        orig_update_user(self, user_name, new_path, new_user_name)
+
+    def update_group(
+        self: IAMBackend, group_name: str, new_group_name: str | None, new_path: str | None
+    ) -> None:
+        self.get_group(group_name)
+        if new_group_name:
+            taken = _same_name(self.groups, new_group_name)
+            if taken is not None and taken != group_name:
+                raise EntityAlreadyExists(f"Group with name {new_group_name} already exists.")
+        orig_update_group(self, group_name, new_group_name, new_path)
+
+    IamResponse._get_param = _get_param
+    IAMBackend.create_user = create_user
+    IAMBackend.create_group = create_group
+    IAMBackend.create_role = create_role
+    IAMBackend.create_policy = create_policy
+    IAMBackend.create_instance_profile = create_instance_profile
+    IAMBackend.update_user = update_user
+    IAMBackend.update_group = update_group
+
+
+# --------------------------------------------------------------------------
 # Unknown actions: an IAM-style error instead of moto's HTML 500.
 # --------------------------------------------------------------------------
 
@@ -961,6 +1106,7 @@ def install() -> None:
     _patch_pagination()
     _patch_policy_sizes()
     _patch_tags()
+    _patch_case_insensitive_names()
     _patch_unknown_actions()
     _patch_aws_policy_cache()
     _INSTALLED = True

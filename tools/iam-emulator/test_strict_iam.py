@@ -651,6 +651,105 @@ def test_tag_keys_are_case_insensitive(iam: Any, kind: str) -> None:
     assert error_of(exc)[:2] == ("InvalidInput", 400)
 
 
+# ---------------------------------------------------------------- names and letter case
+
+
+def test_user_and_group_names_are_case_insensitive(iam: Any) -> None:
+    iam.create_user(UserName="Carol")
+    with pytest.raises(ClientError) as exc:
+        iam.create_user(UserName="carol")
+    assert error_of(exc) == ("EntityAlreadyExists", 409, "User with name carol already exists.")
+    iam.create_group(GroupName="Devs")
+    with pytest.raises(ClientError) as exc:
+        iam.create_group(GroupName="DEVS")
+    assert error_of(exc) == ("EntityAlreadyExists", 409, "Group with name DEVS already exists.")
+    iam.create_user(UserName="Dave")  # a different name is fine
+
+    # Lookups in any letter case find the entity, which keeps its own spelling.
+    assert iam.get_user(UserName="carol")["User"]["UserName"] == "Carol"
+    assert iam.get_group(GroupName="devs")["Group"]["GroupName"] == "Devs"
+    iam.add_user_to_group(GroupName="dEVS", UserName="CAROL")
+    assert [u["UserName"] for u in iam.get_group(GroupName="Devs")["Users"]] == ["Carol"]
+    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName="carol")["Groups"]] == [
+        "Devs"
+    ]
+    key = iam.create_access_key(UserName="carol")["AccessKey"]
+    assert key["UserName"] == "Carol"
+    listed = iam.list_access_keys(UserName="CAROL")["AccessKeyMetadata"]
+    assert [(k["UserName"], k["AccessKeyId"]) for k in listed] == [("Carol", key["AccessKeyId"])]
+    iam.tag_user(UserName="carol", Tags=[{"Key": "team", "Value": "a"}])
+    assert iam.list_user_tags(UserName="Carol")["Tags"] == [{"Key": "team", "Value": "a"}]
+    iam.put_user_policy(UserName="carol", PolicyName="inline", PolicyDocument=ALLOW_ALL)
+    assert iam.list_user_policies(UserName="Carol")["PolicyNames"] == ["inline"]
+    iam.put_group_policy(GroupName="devs", PolicyName="inline", PolicyDocument=ALLOW_ALL)
+    assert iam.list_group_policies(GroupName="Devs")["PolicyNames"] == ["inline"]
+
+    # Renaming onto another entity's name, in any case, is refused.
+    with pytest.raises(ClientError) as exc:
+        iam.update_user(UserName="carol", NewUserName="DAVE")
+    assert error_of(exc)[:2] == ("EntityAlreadyExists", 409)
+    iam.create_group(GroupName="Ops")
+    with pytest.raises(ClientError) as exc:
+        iam.update_group(GroupName="ops", NewGroupName="devs")
+    assert error_of(exc)[:2] == ("EntityAlreadyExists", 409)
+    assert sorted(u["UserName"] for u in iam.list_users()["Users"]) == ["Carol", "Dave"]
+
+    # Teardown through other spellings works, and frees the name.
+    iam.remove_user_from_group(GroupName="devs", UserName="carol")
+    assert iam.list_groups_for_user(UserName="Carol")["Groups"] == []
+    iam.delete_access_key(UserName="carol", AccessKeyId=key["AccessKeyId"])
+    iam.delete_user_policy(UserName="CAROL", PolicyName="inline")
+    iam.delete_group_policy(GroupName="DEVS", PolicyName="inline")
+    iam.delete_user(UserName="carol")
+    iam.delete_group(GroupName="devs")
+    assert [u["UserName"] for u in iam.list_users()["Users"]] == ["Dave"]
+    assert [g["GroupName"] for g in iam.list_groups()["Groups"]] == ["Ops"]
+    iam.create_user(UserName="carol")
+    assert iam.get_user(UserName="CAROL")["User"]["UserName"] == "carol"
+
+
+def test_role_and_instance_profile_names_are_case_insensitive(iam: Any) -> None:
+    iam.create_role(RoleName="Deployer", AssumeRolePolicyDocument=TRUST)
+    with pytest.raises(ClientError) as exc:
+        iam.create_role(RoleName="deployer", AssumeRolePolicyDocument=TRUST)
+    assert error_of(exc) == ("EntityAlreadyExists", 409, "Role with name deployer already exists.")
+    assert iam.get_role(RoleName="DEPLOYER")["Role"]["RoleName"] == "Deployer"
+    iam.put_role_policy(RoleName="deployer", PolicyName="inline", PolicyDocument=ALLOW_ALL)
+    assert iam.list_role_policies(RoleName="Deployer")["PolicyNames"] == ["inline"]
+
+    iam.create_instance_profile(InstanceProfileName="Web")
+    with pytest.raises(ClientError) as exc:
+        iam.create_instance_profile(InstanceProfileName="web")
+    assert error_of(exc)[:2] == ("EntityAlreadyExists", 409)
+    iam.add_role_to_instance_profile(InstanceProfileName="WEB", RoleName="deployer")
+    profile = iam.get_instance_profile(InstanceProfileName="web")["InstanceProfile"]
+    assert profile["InstanceProfileName"] == "Web"
+    assert [r["RoleName"] for r in profile["Roles"]] == ["Deployer"]
+    # The role is in an instance profile under any spelling of its name.
+    with pytest.raises(ClientError) as exc:
+        iam.delete_role(RoleName="deployer")
+    assert error_of(exc)[:2] == ("DeleteConflict", 409)
+    iam.remove_role_from_instance_profile(InstanceProfileName="web", RoleName="DEPLOYER")
+    iam.delete_role_policy(RoleName="DEPLOYER", PolicyName="inline")
+    iam.delete_role(RoleName="deployer")
+    assert iam.list_roles()["Roles"] == []
+
+
+def test_customer_managed_policy_names_are_unique_regardless_of_path_and_case(iam: Any) -> None:
+    iam.create_policy(PolicyName="Shared", Path="/a/", PolicyDocument=ALLOW_ALL)
+    message = "A policy called {} already exists. Duplicate names are not allowed."
+    for name, path in [("Shared", "/b/"), ("shared", "/a/"), ("SHARED", "/")]:
+        with pytest.raises(ClientError) as exc:
+            iam.create_policy(PolicyName=name, Path=path, PolicyDocument=ALLOW_ALL)
+        assert error_of(exc) == ("EntityAlreadyExists", 409, message.format(name))
+    # AWS managed policies live in another namespace (arn:aws:iam::aws:policy/...).
+    iam.create_policy(PolicyName="ReadOnlyAccess", PolicyDocument=ALLOW_ALL)
+    assert sorted(p["PolicyName"] for p in iam.list_policies(Scope="Local")["Policies"]) == [
+        "ReadOnlyAccess",
+        "Shared",
+    ]
+
+
 # ---------------------------------------------------------------- permissions boundaries
 
 
