@@ -17,7 +17,8 @@ import copy
 import json
 import secrets
 import string
-from typing import Any
+import unicodedata
+from typing import Any, Iterable
 
 from moto.core.responses import ActionResult, EmptyResult
 from moto.core.serialize import never_return
@@ -26,10 +27,13 @@ from moto.iam import models as iam_models
 from moto.iam import responses as iam_responses
 from moto.iam.exceptions import (
     DeleteConflictException,
+    DuplicateTags,
+    EntityAlreadyExists,
     IAMException,
     InvalidInput,
     LimitExceededException,
     NotFoundException,
+    ValidationError,
 )
 
 IAMBackend = iam_models.IAMBackend
@@ -550,6 +554,475 @@ def _patch_pagination() -> None:
 
 
 # --------------------------------------------------------------------------
+# Policy size limits (IAM quotas: "IAM and AWS STS quotas", character limits).
+# --------------------------------------------------------------------------
+
+# A customer managed policy document, per version.
+MANAGED_POLICY_SIZE = 6144
+# All of one principal's inline policies together.
+INLINE_POLICY_SIZE = {"user": 2048, "group": 5120, "role": 10240}
+# A role's trust policy (AssumeRolePolicyDocument), the "ACLSizePerRole" quota.
+TRUST_POLICY_SIZE = 2048
+_JSON_WHITESPACE = frozenset(" \t\n\r")  # the four whitespace characters of RFC 8259
+
+
+def policy_size(document: str) -> int:
+    """A policy document's size as IAM counts it against its quotas.
+
+    IAM's documentation: "IAM doesn't count white space when calculating the size
+    of a policy against these limits." The rule used here: the number of
+    characters (Unicode code points) of the document as sent, leaving out JSON
+    whitespace (space, tab, line feed, carriage return) outside string values.
+    Everything inside a string value counts, its quotes and spaces included, and
+    an escape counts as written (``\\u0041`` is 6 characters, not 1). So the
+    size is that of the document re-serialised without insignificant whitespace.
+    A document that is not valid JSON is counted by the same scan; moto rejects
+    it afterwards as MalformedPolicyDocument if it is still within the limit.
+    """
+    size = 0
+    in_string = False
+    escaped = False
+    for ch in document:
+        if in_string:
+            size += 1
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch not in _JSON_WHITESPACE:
+            size += 1
+            in_string = ch == '"'
+    return size
+
+
+def _check_managed_policy_size(document: str | None) -> None:
+    if policy_size(document or "") > MANAGED_POLICY_SIZE:
+        raise LimitExceededException(f"Cannot exceed quota for PolicySize: {MANAGED_POLICY_SIZE}")
+
+
+def _check_inline_policy_size(
+    kind: str, entity: Any, policy_name: str, document: str | None
+) -> None:
+    """The new document replaces a same-named inline policy of the entity; the
+    limit applies to the sum over all of the entity's inline policies."""
+    total = policy_size(document or "") + sum(
+        policy_size(doc) for name, doc in entity.policies.items() if name != policy_name
+    )
+    limit = INLINE_POLICY_SIZE[kind]
+    if total > limit:
+        raise LimitExceededException(
+            f"Maximum policy size of {limit} bytes exceeded for {kind} {entity.name}"
+        )
+
+
+def _check_trust_policy_size(document: str | None) -> None:
+    if policy_size(document or "") > TRUST_POLICY_SIZE:
+        raise LimitExceededException(f"Cannot exceed quota for ACLSizePerRole: {TRUST_POLICY_SIZE}")
+
+
+def _patch_policy_sizes() -> None:
+    orig_create_policy = IAMBackend.create_policy
+    orig_create_policy_version = IAMBackend.create_policy_version
+    orig_put_user_policy = IAMBackend.put_user_policy
+    orig_put_group_policy = IAMBackend.put_group_policy
+    orig_put_role_policy = IAMBackend.put_role_policy
+    orig_create_role = IAMBackend.create_role
+    orig_update_assume_role_policy = IAMBackend.update_assume_role_policy
+
+    def create_policy(
+        self: IAMBackend,
+        description: str,
+        path: str,
+        policy_document: str,
+        policy_name: str,
+        tags: list[dict[str, str]],
+    ) -> Any:
+        _check_managed_policy_size(policy_document)
+        return orig_create_policy(self, description, path, policy_document, policy_name, tags)
+
+    def create_policy_version(
+        self: IAMBackend, policy_arn: str, policy_document: str, set_as_default: bool
+    ) -> Any:
+        self.get_policy(policy_arn)  # NoSuchEntity before any size complaint
+        _check_managed_policy_size(policy_document)
+        return orig_create_policy_version(self, policy_arn, policy_document, set_as_default)
+
+    def put_user_policy(
+        self: IAMBackend, user_name: str, policy_name: str, policy_json: str
+    ) -> None:
+        _check_inline_policy_size("user", self.get_user(user_name), policy_name, policy_json)
+        orig_put_user_policy(self, user_name, policy_name, policy_json)
+
+    def put_group_policy(
+        self: IAMBackend, group_name: str, policy_name: str, policy_json: str
+    ) -> None:
+        _check_inline_policy_size("group", self.get_group(group_name), policy_name, policy_json)
+        orig_put_group_policy(self, group_name, policy_name, policy_json)
+
+    def put_role_policy(
+        self: IAMBackend, role_name: str, policy_name: str, policy_json: str
+    ) -> None:
+        _check_inline_policy_size("role", self.get_role(role_name), policy_name, policy_json)
+        orig_put_role_policy(self, role_name, policy_name, policy_json)
+
+    def create_role(
+        self: IAMBackend,
+        role_name: str,
+        assume_role_policy_document: str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        _check_trust_policy_size(assume_role_policy_document)
+        return orig_create_role(self, role_name, assume_role_policy_document, *args, **kwargs)
+
+    def update_assume_role_policy(self: IAMBackend, role_name: str, policy_document: str) -> None:
+        self.get_role(role_name)
+        _check_trust_policy_size(policy_document)
+        orig_update_assume_role_policy(self, role_name, policy_document)
+
+    IAMBackend.create_policy = create_policy
+    IAMBackend.create_policy_version = create_policy_version
+    IAMBackend.put_user_policy = put_user_policy
+    IAMBackend.put_group_policy = put_group_policy
+    IAMBackend.put_role_policy = put_role_policy
+    IAMBackend.create_role = create_role
+    IAMBackend.update_assume_role_policy = update_assume_role_policy
+
+
+# --------------------------------------------------------------------------
+# Tags of users, roles and customer managed policies.
+# --------------------------------------------------------------------------
+
+# IAM quotas: "Tags per IAM user / role / customer managed policy: 50".
+TAGS_PER_ENTITY = 50
+# The IAM service model (botocore's iam service-2.json): tagListType max 50,
+# tagKeyType 1..128 and tagValueType 0..256 characters, both with the pattern
+# [\p{L}\p{Z}\p{N}_.:/=+\-@] (+ for keys, * for values).
+TAG_KEY_MAX = 128
+TAG_VALUE_MAX = 256
+_TAG_SYMBOLS = frozenset("_.:/=+-@")
+
+
+def _tag_char_ok(ch: str) -> bool:
+    # \p{L} letters, \p{Z} separators (space included; tab and newline are not),
+    # \p{N} numbers: the Unicode general categories L*, Z*, N*.
+    return ch in _TAG_SYMBOLS or unicodedata.category(ch)[0] in "LZN"
+
+
+def _model_error(value: Any, where: str, constraint: str) -> ValidationError:
+    """IAM's answer to a request that breaks a constraint of its service model."""
+    return ValidationError(
+        f"1 validation error detected: Value '{value}' at '{where}' failed to satisfy "
+        f"constraint: {constraint}"
+    )
+
+
+def _validate_tags(tags: list[dict[str, str]] | None) -> list[dict[str, str]]:
+    """The checks of one request's Tags, in IAM's order: the service model's
+    constraints (ValidationError, HTTP 400) and then IAM's own rules."""
+    tags = list(tags or [])
+    if len(tags) > TAGS_PER_ENTITY:
+        raise _model_error(
+            tags, "tags", f"Member must have length less than or equal to {TAGS_PER_ENTITY}"
+        )
+    for index, tag in enumerate(tags, start=1):
+        key, value = tag.get("Key") or "", tag.get("Value") or ""
+        where = f"tags.{index}.member"
+        if len(key) < 1:
+            raise _model_error(
+                key, f"{where}.key", "Member must have length greater than or equal to 1"
+            )
+        if len(key) > TAG_KEY_MAX:
+            raise _model_error(
+                key, f"{where}.key", f"Member must have length less than or equal to {TAG_KEY_MAX}"
+            )
+        if not all(_tag_char_ok(c) for c in key):
+            raise _model_error(
+                key,
+                f"{where}.key",
+                "Member must satisfy regular expression pattern: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+",
+            )
+        if len(value) > TAG_VALUE_MAX:
+            raise _model_error(
+                value,
+                f"{where}.value",
+                f"Member must have length less than or equal to {TAG_VALUE_MAX}",
+            )
+        if not all(_tag_char_ok(c) for c in value):
+            raise _model_error(
+                value,
+                f"{where}.value",
+                "Member must satisfy regular expression pattern: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*",
+            )
+    seen: set[str] = set()
+    for tag in tags:
+        key = tag["Key"].lower()
+        # The aws: prefix is reserved for AWS in any letter case (IAM User Guide,
+        # "Tagging IAM resources"). The wording of this message is the emulator's.
+        if key.startswith("aws:"):
+            raise InvalidInput(
+                f"Tag key {tag['Key']} is not valid: keys beginning with aws: are reserved "
+                "for AWS use."
+            )
+        if key in seen:
+            raise DuplicateTags()  # moto's InvalidInput, "Tag keys are case insensitive."
+        seen.add(key)
+    return tags
+
+
+def _check_tag_count(kind: str, existing_keys: Iterable[str], tags: list[dict[str, str]]) -> None:
+    """At most 50 tags on the entity once the request's tags are merged in. Keys
+    match case-insensitively (IAM User Guide: "you cannot have separate Department
+    and department tag keys"), so a re-sent key replaces its tag and adds none.
+    The wording of this message is the emulator's."""
+    keys = {k.lower() for k in existing_keys} | {t["Key"].lower() for t in tags}
+    if len(keys) > TAGS_PER_ENTITY:
+        raise LimitExceededException(
+            f"Cannot add tags: a {kind} can have at most {TAGS_PER_ENTITY} tags "
+            f"({len(keys)} after this request)."
+        )
+
+
+def _user_tag_keys(backend: IAMBackend, user: Any) -> list[str]:
+    return [t["Key"] for t in backend.tagger.list_tags_for_resource(user.arn)["Tags"]]
+
+
+def _patch_tags() -> None:
+    orig_create_user = IAMBackend.create_user
+    orig_create_role = IAMBackend.create_role
+    orig_create_policy = IAMBackend.create_policy
+    orig_tag_user = IAMBackend.tag_user
+    orig_tag_role = IAMBackend.tag_role
+    orig_tag_policy = IAMBackend.tag_policy
+
+    def create_user(
+        self: IAMBackend,
+        region_name: str,
+        user_name: str,
+        path: str = "/",
+        tags: list[dict[str, str]] | None = None,
+    ) -> Any:
+        tags = _validate_tags(tags)  # moto checks no tags of a new user at all
+        return orig_create_user(self, region_name, user_name, path, tags)
+
+    def create_role(
+        self: IAMBackend,
+        role_name: str,
+        assume_role_policy_document: str,
+        path: str,
+        permissions_boundary: str | None,
+        description: str,
+        tags: list[dict[str, str]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        tags = _validate_tags(tags)
+        return orig_create_role(
+            self,
+            role_name,
+            assume_role_policy_document,
+            path,
+            permissions_boundary,
+            description,
+            tags,
+            *args,
+            **kwargs,
+        )
+
+    def create_policy(
+        self: IAMBackend,
+        description: str,
+        path: str,
+        policy_document: str,
+        policy_name: str,
+        tags: list[dict[str, str]],
+    ) -> Any:
+        tags = _validate_tags(tags)
+        return orig_create_policy(self, description, path, policy_document, policy_name, tags)
+
+    def tag_user(self: IAMBackend, name: str, tags: list[dict[str, str]]) -> None:
+        tags = _validate_tags(tags)
+        user = self.get_user(name)
+        existing = _user_tag_keys(self, user)
+        _check_tag_count("user", existing, tags)
+        # moto keys user tags case-sensitively; drop the old spelling of a key
+        # that the request sets again, so that the new tag replaces it.
+        new_keys = {t["Key"].lower(): t["Key"] for t in tags}
+        stale = [k for k in existing if new_keys.get(k.lower(), k) != k]
+        if stale:
+            self.tagger.untag_resource_using_names(user.arn, stale)
+        orig_tag_user(self, name, tags)
+
+    def tag_role(self: IAMBackend, role_name: str, tags: list[dict[str, str]]) -> None:
+        tags = _validate_tags(tags)
+        role = self.get_role(role_name)
+        _check_tag_count("role", [t["Key"] for t in role.tags], tags)
+        new_keys = {t["Key"].lower() for t in tags}
+        role.tags = [t for t in role.tags if t["Key"].lower() not in new_keys]
+        orig_tag_role(self, role_name, tags)
+
+    def tag_policy(self: IAMBackend, policy_arn: str, tags: list[dict[str, str]]) -> None:
+        tags = _validate_tags(tags)
+        policy = self.get_policy(policy_arn)
+        # moto keys policy tags by the lower-cased key already.
+        _check_tag_count("policy", [t["Key"] for t in policy.tags.values()], tags)
+        orig_tag_policy(self, policy_arn, tags)
+
+    IAMBackend.create_user = create_user
+    IAMBackend.create_role = create_role
+    IAMBackend.create_policy = create_policy
+    IAMBackend.tag_user = tag_user
+    IAMBackend.tag_role = tag_role
+    IAMBackend.tag_policy = tag_policy
+
+
+# --------------------------------------------------------------------------
+# Names are not distinguished by case.
+# --------------------------------------------------------------------------
+#
+# IAM quotas page: "Names of users, groups, roles, and instance profiles must be
+# unique within the account. They aren't distinguished by case, for example, you
+# can't create groups named both ADMINS and admins." A lookup by name in another
+# letter case finds the entity, which keeps and returns the name it was created
+# with. Customer managed policy names are unique in the account whatever their
+# path, also regardless of case.
+#
+# moto keys users and groups by their exact names and compares role and
+# instance profile names exactly. Creation is refused in the backend; lookups
+# are fixed in one place: every UserName / GroupName / RoleName /
+# InstanceProfileName request parameter is replaced by the stored spelling of
+# the entity it names, before moto sees it.
+
+
+def _same_name(names: Iterable[str], name: str) -> str | None:
+    """The stored name equal to `name` regardless of case, if any."""
+    lowered = name.lower()
+    return next((n for n in names if n.lower() == lowered), None)
+
+
+def _names_for_param(backend: IAMBackend, param: str) -> Iterable[str]:
+    if param == "UserName":
+        return backend.users.keys()
+    if param == "GroupName":
+        return backend.groups.keys()
+    if param == "RoleName":
+        return [r.name for r in backend.roles.values()]
+    return backend.instance_profiles.keys()  # InstanceProfileName
+
+
+# The parameter that names the entity an action creates: it is the new name,
+# not a reference to an existing entity, so it is taken as sent.
+_CREATED_NAME_PARAM = {
+    "CreateUser": "UserName",
+    "CreateGroup": "GroupName",
+    "CreateRole": "RoleName",
+    "CreateInstanceProfile": "InstanceProfileName",
+}
+
+
+def _patch_case_insensitive_names() -> None:
+    orig_get_param = IamResponse._get_param
+    orig_create_user = IAMBackend.create_user
+    orig_create_group = IAMBackend.create_group
+    orig_create_role = IAMBackend.create_role
+    orig_create_policy = IAMBackend.create_policy
+    orig_create_instance_profile = IAMBackend.create_instance_profile
+    orig_update_user = IAMBackend.update_user
+    orig_update_group = IAMBackend.update_group
+
+    def _get_param(self: IamResponse, param_name: str, if_none: Any = None) -> Any:
+        value = orig_get_param(self, param_name, if_none)
+        if (
+            param_name in ("UserName", "GroupName", "RoleName", "InstanceProfileName")
+            and isinstance(value, str)
+            and value
+            and _CREATED_NAME_PARAM.get(self._get_action()) != param_name
+        ):
+            names = _names_for_param(self.backend, param_name)
+            if value not in names:
+                value = _same_name(names, value) or value
+        return value
+
+    def create_user(
+        self: IAMBackend, region_name: str, user_name: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        if _same_name(self.users, user_name) is not None:
+            raise EntityAlreadyExists(f"User with name {user_name} already exists.")
+        return orig_create_user(self, region_name, user_name, *args, **kwargs)
+
+    def create_group(self: IAMBackend, group_name: str, path: str = "/") -> Any:
+        if _same_name(self.groups, group_name) is not None:
+            raise EntityAlreadyExists(f"Group with name {group_name} already exists.")
+        return orig_create_group(self, group_name, path)
+
+    def create_role(self: IAMBackend, role_name: str, *args: Any, **kwargs: Any) -> Any:
+        if _same_name((r.name for r in self.roles.values()), role_name) is not None:
+            raise EntityAlreadyExists(f"Role with name {role_name} already exists.")
+        return orig_create_role(self, role_name, *args, **kwargs)
+
+    def create_policy(
+        self: IAMBackend,
+        description: str,
+        path: str,
+        policy_document: str,
+        policy_name: str,
+        tags: list[dict[str, str]],
+    ) -> Any:
+        # moto keys policies by ARN, which holds the path; IAM refuses the name
+        # on any path. AWS managed policies (arn:aws:iam::aws:...) do not count.
+        local = (
+            p.name
+            for p in self.managed_policies.values()
+            if not isinstance(p, iam_models.AWSManagedPolicy)
+        )
+        if _same_name(local, policy_name) is not None:
+            raise EntityAlreadyExists(
+                f"A policy called {policy_name} already exists. Duplicate names are not allowed."
+            )
+        return orig_create_policy(self, description, path, policy_document, policy_name, tags)
+
+    def create_instance_profile(self: IAMBackend, name: str, *args: Any, **kwargs: Any) -> Any:
+        if _same_name(self.instance_profiles, name) is not None:
+            raise EntityAlreadyExists(f"Instance Profile {name} already exists.")
+        return orig_create_instance_profile(self, name, *args, **kwargs)
+
+    def update_user(
+        self: IAMBackend,
+        user_name: str,
+        new_path: str | None = None,
+        new_user_name: str | None = None,
+    ) -> None:
+        self.get_user(user_name)
+        if new_user_name:
+            # moto would overwrite another user of that exact name.
+            taken = _same_name(self.users, new_user_name)
+            if taken is not None and taken != user_name:
+                raise EntityAlreadyExists(f"User with name {new_user_name} already exists.")
+        orig_update_user(self, user_name, new_path, new_user_name)
+
+    def update_group(
+        self: IAMBackend, group_name: str, new_group_name: str | None, new_path: str | None
+    ) -> None:
+        self.get_group(group_name)
+        if new_group_name:
+            taken = _same_name(self.groups, new_group_name)
+            if taken is not None and taken != group_name:
+                raise EntityAlreadyExists(f"Group with name {new_group_name} already exists.")
+        orig_update_group(self, group_name, new_group_name, new_path)
+
+    IamResponse._get_param = _get_param
+    IAMBackend.create_user = create_user
+    IAMBackend.create_group = create_group
+    IAMBackend.create_role = create_role
+    IAMBackend.create_policy = create_policy
+    IAMBackend.create_instance_profile = create_instance_profile
+    IAMBackend.update_user = update_user
+    IAMBackend.update_group = update_group
+
+
+# --------------------------------------------------------------------------
 # Unknown actions: an IAM-style error instead of moto's HTML 500.
 # --------------------------------------------------------------------------
 
@@ -631,6 +1104,9 @@ def install() -> None:
     _patch_login_profiles()
     _patch_service_credentials()
     _patch_pagination()
+    _patch_policy_sizes()
+    _patch_tags()
+    _patch_case_insensitive_names()
     _patch_unknown_actions()
     _patch_aws_policy_cache()
     _INSTALLED = True

@@ -395,6 +395,361 @@ def test_managed_policy_attachments_are_idempotent_and_limited(iam: Any) -> None
     assert error_of(exc) == ("LimitExceeded", 409, "Cannot exceed quota for PoliciesPerUser: 10")
 
 
+# ---------------------------------------------------------------- policy sizes
+
+
+def sized_policy(size: int) -> str:
+    """A valid permissions policy whose IAM-counted size is exactly `size`:
+    pretty-printed, so that its raw length is larger (whitespace outside strings
+    does not count), with a space inside a string value (which does count)."""
+    doc: dict[str, Any] = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/x y"}
+        ],
+    }
+    compact = len(json.dumps(doc, separators=(",", ":")))
+    doc["Statement"][0]["Resource"] += "a" * (size - compact)
+    assert len(json.dumps(doc, separators=(",", ":"))) == size
+    pretty = json.dumps(doc, indent=4)
+    assert len(pretty) > size
+    return pretty
+
+
+def sized_trust_policy(size: int) -> str:
+    doc: dict[str, Any] = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": "x y"}},
+            }
+        ],
+    }
+    compact = len(json.dumps(doc, separators=(",", ":")))
+    doc["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"] += "a" * (size - compact)
+    assert len(json.dumps(doc, separators=(",", ":"))) == size
+    return json.dumps(doc, indent=2)
+
+
+def test_policy_size_counts_characters_without_json_whitespace() -> None:
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    from strict_iam import policy_size
+
+    assert policy_size('{"a": "b"}') == len('{"a":"b"}')
+    assert policy_size('{\n\t"a" :\r\n [ 1 , 2 ]\n}') == len('{"a":[1,2]}')
+    # Inside a string everything counts, an escaped quote does not end the string,
+    # and an escape counts as written.
+    assert policy_size('{"a b": " c "}') == len('{"a b":" c "}')
+    assert policy_size('{"a": "x\\" y", "b" : 1}') == len('{"a":"x\\" y","b":1}')
+    assert policy_size('{"a": "\\u0041"}') == len('{"a":"\\u0041"}')
+    assert policy_size('{"a": "\\\\", "b" : 1}') == len('{"a":"\\\\","b":1}')
+
+
+def test_managed_policy_size_limit(iam: Any) -> None:
+    arn = iam.create_policy(PolicyName="big", PolicyDocument=sized_policy(6144))["Policy"]["Arn"]
+    with pytest.raises(ClientError) as exc:
+        iam.create_policy(PolicyName="too-big", PolicyDocument=sized_policy(6145))
+    assert error_of(exc) == ("LimitExceeded", 409, "Cannot exceed quota for PolicySize: 6144")
+    assert [p["PolicyName"] for p in iam.list_policies(Scope="Local")["Policies"]] == ["big"]
+
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=sized_policy(6144))
+    with pytest.raises(ClientError) as exc:
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=sized_policy(6145))
+    assert error_of(exc) == ("LimitExceeded", 409, "Cannot exceed quota for PolicySize: 6144")
+    assert len(iam.list_policy_versions(PolicyArn=arn)["Versions"]) == 2
+
+
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize("kind, limit", [("user", 2048), ("group", 5120), ("role", 10240)])
+def test_inline_policies_of_a_principal_are_limited_together(
+    iam: Any, kind: str, limit: int
+) -> None:
+    if kind == "user":
+        iam.create_user(UserName="Name")
+    elif kind == "group":
+        iam.create_group(GroupName="Name")
+    else:
+        iam.create_role(RoleName="Name", AssumeRolePolicyDocument=TRUST)
+    entity = {f"{kind.capitalize()}Name": "Name"}
+    put_policy = getattr(iam, f"put_{kind}_policy")
+    list_policies = getattr(iam, f"list_{kind}_policies")
+
+    def put(name: str, document: str) -> None:
+        put_policy(**entity, PolicyName=name, PolicyDocument=document)
+
+    message = f"Maximum policy size of {limit} bytes exceeded for {kind} Name"
+
+    put("first", sized_policy(1000))
+    put("second", sized_policy(limit - 1000))  # exactly the limit together
+    # Putting a same-named policy replaces it: the total stays at the limit.
+    put("second", sized_policy(limit - 1000))
+    with pytest.raises(ClientError) as exc:
+        put("second", sized_policy(limit - 999))
+    assert error_of(exc) == ("LimitExceeded", 409, message)
+    with pytest.raises(ClientError) as exc:
+        put("third", sized_policy(200))  # a new one on top of a full budget
+    assert error_of(exc) == ("LimitExceeded", 409, message)
+    with pytest.raises(ClientError) as exc:
+        put("first", sized_policy(1001))  # growing the other one is refused too
+    assert error_of(exc) == ("LimitExceeded", 409, message)
+    assert sorted(list_policies(**entity)["PolicyNames"]) == ["first", "second"]
+    # Deleting one frees its share of the budget.
+    getattr(iam, f"delete_{kind}_policy")(**entity, PolicyName="second")
+    put("third", sized_policy(limit - 1000))
+
+
+def test_role_trust_policy_size_limit(iam: Any) -> None:
+    iam.create_role(RoleName="r", AssumeRolePolicyDocument=sized_trust_policy(2048))
+    message = "Cannot exceed quota for ACLSizePerRole: 2048"
+    with pytest.raises(ClientError) as exc:
+        iam.create_role(RoleName="r2", AssumeRolePolicyDocument=sized_trust_policy(2049))
+    assert error_of(exc) == ("LimitExceeded", 409, message)
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == ["r"]
+
+    iam.update_assume_role_policy(RoleName="r", PolicyDocument=sized_trust_policy(2048))
+    with pytest.raises(ClientError) as exc:
+        iam.update_assume_role_policy(RoleName="r", PolicyDocument=sized_trust_policy(2049))
+    assert error_of(exc) == ("LimitExceeded", 409, message)
+
+
+# ---------------------------------------------------------------- tags
+
+TAGGABLE = ["user", "role", "policy"]
+
+
+def create_tagged(iam: Any, kind: str, name: str, tags: list[dict[str, str]]) -> str:
+    """Creates a user, role or customer managed policy with tags; returns what
+    Tag*/List*Tags take to name it (the name, or the policy's ARN)."""
+    if kind == "user":
+        iam.create_user(UserName=name, Tags=tags)
+        return name
+    if kind == "role":
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST, Tags=tags)
+        return name
+    return iam.create_policy(PolicyName=name, PolicyDocument=ALLOW_ALL, Tags=tags)["Policy"]["Arn"]
+
+
+def _ref(kind: str, ref: str) -> dict[str, str]:
+    return {"user": {"UserName": ref}, "role": {"RoleName": ref}, "policy": {"PolicyArn": ref}}[
+        kind
+    ]
+
+
+def tag(iam: Any, kind: str, ref: str, tags: list[dict[str, str]]) -> None:
+    getattr(iam, f"tag_{kind}")(**_ref(kind, ref), Tags=tags)
+
+
+def tags_of(iam: Any, kind: str, ref: str) -> dict[str, str]:
+    listed = getattr(iam, f"list_{kind}_tags")(**_ref(kind, ref), MaxItems=1000)["Tags"]
+    return {t["Key"]: t["Value"] for t in listed}
+
+
+def numbered_tags(count: int, start: int = 0) -> list[dict[str, str]]:
+    return [{"Key": f"k{i:02d}", "Value": "v"} for i in range(start, start + count)]
+
+
+@pytest.mark.parametrize("kind", TAGGABLE)
+def test_at_most_50_tags_per_entity(iam: Any, kind: str) -> None:
+    ref = create_tagged(iam, kind, "full", numbered_tags(50))
+    # Re-sending a key (in another letter case) replaces its tag: still 50.
+    tag(iam, kind, ref, [{"Key": "K00", "Value": "new"}])
+    assert len(tags_of(iam, kind, ref)) == 50
+    with pytest.raises(ClientError) as exc:
+        tag(iam, kind, ref, numbered_tags(1, start=50))
+    assert error_of(exc)[:2] == ("LimitExceeded", 409)
+    assert len(tags_of(iam, kind, ref)) == 50 and "k50" not in tags_of(iam, kind, ref)
+
+    ref = create_tagged(iam, kind, "almost", numbered_tags(48))
+    tag(iam, kind, ref, numbered_tags(2, start=48))  # 50 after the request
+    with pytest.raises(ClientError) as exc:
+        tag(iam, kind, ref, numbered_tags(1, start=50))  # 51 after the request
+    assert error_of(exc)[:2] == ("LimitExceeded", 409)
+
+    # More than 50 in one request breaks the service model's list length.
+    with pytest.raises(ClientError) as exc:
+        create_tagged(iam, kind, "too-many", numbered_tags(51))
+    assert error_of(exc)[:2] == ("ValidationError", 400)
+    assert "Member must have length less than or equal to 50" in error_of(exc)[2]
+
+
+@pytest.mark.parametrize("kind", TAGGABLE)
+def test_tag_key_and_value_lengths_and_characters(emu: Emulator, iam: Any, kind: str) -> None:
+    # botocore itself refuses an empty key before sending it; IAM must refuse it too.
+    unchecked = boto3.client(
+        "iam",
+        endpoint_url=emu.url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        config=NO_RETRIES.merge(Config(parameter_validation=False)),
+    )
+    ref = create_tagged(iam, kind, "t", [{"Key": "k" * 128, "Value": "v" * 256}])
+    tag(iam, kind, ref, [{"Key": "empty-value", "Value": ""}])
+    tag(iam, kind, ref, [{"Key": "Ünïcode key 1 _.:/=+-@", "Value": "välue 2 _.:/=+-@"}])
+    assert tags_of(iam, kind, ref) == {
+        "k" * 128: "v" * 256,
+        "empty-value": "",
+        "Ünïcode key 1 _.:/=+-@": "välue 2 _.:/=+-@",
+    }
+    bad = [
+        ({"Key": "k" * 129, "Value": "v"}, "length less than or equal to 128"),
+        ({"Key": "k", "Value": "v" * 257}, "length less than or equal to 256"),
+        ({"Key": "", "Value": "v"}, "length greater than or equal to 1"),
+        ({"Key": "a#b", "Value": "v"}, "regular expression pattern"),
+        ({"Key": "k", "Value": "tab\there"}, "regular expression pattern"),
+    ]
+    for n, (bad_tag, constraint) in enumerate(bad):
+        with pytest.raises(ClientError) as exc:
+            tag(unchecked, kind, ref, [bad_tag])
+        code, status, message = error_of(exc)
+        assert (code, status) == ("ValidationError", 400), bad_tag
+        assert constraint in message, message
+        with pytest.raises(ClientError) as exc:
+            create_tagged(unchecked, kind, f"bad{n}", [bad_tag])
+        assert error_of(exc)[:2] == ("ValidationError", 400), bad_tag
+    assert len(tags_of(iam, kind, ref)) == 3
+
+
+@pytest.mark.parametrize("kind", TAGGABLE)
+def test_aws_prefix_is_reserved_in_tag_keys(iam: Any, kind: str) -> None:
+    ref = create_tagged(iam, kind, "t", [{"Key": "aws", "Value": "v"}])
+    tag(iam, kind, ref, [{"Key": "awsx:y", "Value": "v"}, {"Key": "x:aws:y", "Value": "v"}])
+    for key in ["aws:x", "AWS:x", "Aws:team"]:
+        with pytest.raises(ClientError) as exc:
+            tag(iam, kind, ref, [{"Key": key, "Value": "v"}])
+        assert error_of(exc)[:2] == ("InvalidInput", 400), key
+        with pytest.raises(ClientError) as exc:
+            create_tagged(iam, kind, "other", [{"Key": key, "Value": "v"}])
+        assert error_of(exc)[:2] == ("InvalidInput", 400), key
+    assert set(tags_of(iam, kind, ref)) == {"aws", "awsx:y", "x:aws:y"}
+
+
+@pytest.mark.parametrize("kind", TAGGABLE)
+def test_tag_keys_are_case_insensitive(iam: Any, kind: str) -> None:
+    ref = create_tagged(iam, kind, "t", [{"Key": "Team", "Value": "a"}])
+    tag(iam, kind, ref, [{"Key": "team", "Value": "b"}])
+    assert tags_of(iam, kind, ref) == {"team": "b"}
+    with pytest.raises(ClientError) as exc:
+        tag(iam, kind, ref, [{"Key": "x", "Value": "1"}, {"Key": "X", "Value": "2"}])
+    assert error_of(exc)[:2] == ("InvalidInput", 400)
+
+
+# ---------------------------------------------------------------- names and letter case
+
+
+def test_user_and_group_names_are_case_insensitive(iam: Any) -> None:
+    iam.create_user(UserName="Carol")
+    with pytest.raises(ClientError) as exc:
+        iam.create_user(UserName="carol")
+    assert error_of(exc) == ("EntityAlreadyExists", 409, "User with name carol already exists.")
+    iam.create_group(GroupName="Devs")
+    with pytest.raises(ClientError) as exc:
+        iam.create_group(GroupName="DEVS")
+    assert error_of(exc) == ("EntityAlreadyExists", 409, "Group with name DEVS already exists.")
+    iam.create_user(UserName="Dave")  # a different name is fine
+
+    # Lookups in any letter case find the entity, which keeps its own spelling.
+    assert iam.get_user(UserName="carol")["User"]["UserName"] == "Carol"
+    assert iam.get_group(GroupName="devs")["Group"]["GroupName"] == "Devs"
+    iam.add_user_to_group(GroupName="dEVS", UserName="CAROL")
+    assert [u["UserName"] for u in iam.get_group(GroupName="Devs")["Users"]] == ["Carol"]
+    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName="carol")["Groups"]] == [
+        "Devs"
+    ]
+    key = iam.create_access_key(UserName="carol")["AccessKey"]
+    assert key["UserName"] == "Carol"
+    listed = iam.list_access_keys(UserName="CAROL")["AccessKeyMetadata"]
+    assert [(k["UserName"], k["AccessKeyId"]) for k in listed] == [("Carol", key["AccessKeyId"])]
+    iam.tag_user(UserName="carol", Tags=[{"Key": "team", "Value": "a"}])
+    assert iam.list_user_tags(UserName="Carol")["Tags"] == [{"Key": "team", "Value": "a"}]
+    iam.put_user_policy(UserName="carol", PolicyName="inline", PolicyDocument=ALLOW_ALL)
+    assert iam.list_user_policies(UserName="Carol")["PolicyNames"] == ["inline"]
+    iam.put_group_policy(GroupName="devs", PolicyName="inline", PolicyDocument=ALLOW_ALL)
+    assert iam.list_group_policies(GroupName="Devs")["PolicyNames"] == ["inline"]
+
+    # Renaming onto another entity's name, in any case, is refused.
+    with pytest.raises(ClientError) as exc:
+        iam.update_user(UserName="carol", NewUserName="DAVE")
+    assert error_of(exc)[:2] == ("EntityAlreadyExists", 409)
+    iam.create_group(GroupName="Ops")
+    with pytest.raises(ClientError) as exc:
+        iam.update_group(GroupName="ops", NewGroupName="devs")
+    assert error_of(exc)[:2] == ("EntityAlreadyExists", 409)
+    assert sorted(u["UserName"] for u in iam.list_users()["Users"]) == ["Carol", "Dave"]
+
+    # Teardown through other spellings works, and frees the name.
+    iam.remove_user_from_group(GroupName="devs", UserName="carol")
+    assert iam.list_groups_for_user(UserName="Carol")["Groups"] == []
+    iam.delete_access_key(UserName="carol", AccessKeyId=key["AccessKeyId"])
+    iam.delete_user_policy(UserName="CAROL", PolicyName="inline")
+    iam.delete_group_policy(GroupName="DEVS", PolicyName="inline")
+    iam.delete_user(UserName="carol")
+    iam.delete_group(GroupName="devs")
+    assert [u["UserName"] for u in iam.list_users()["Users"]] == ["Dave"]
+    assert [g["GroupName"] for g in iam.list_groups()["Groups"]] == ["Ops"]
+    iam.create_user(UserName="carol")
+    assert iam.get_user(UserName="CAROL")["User"]["UserName"] == "carol"
+
+
+def test_role_and_instance_profile_names_are_case_insensitive(iam: Any) -> None:
+    iam.create_role(RoleName="Deployer", AssumeRolePolicyDocument=TRUST)
+    with pytest.raises(ClientError) as exc:
+        iam.create_role(RoleName="deployer", AssumeRolePolicyDocument=TRUST)
+    assert error_of(exc) == ("EntityAlreadyExists", 409, "Role with name deployer already exists.")
+    assert iam.get_role(RoleName="DEPLOYER")["Role"]["RoleName"] == "Deployer"
+    iam.put_role_policy(RoleName="deployer", PolicyName="inline", PolicyDocument=ALLOW_ALL)
+    assert iam.list_role_policies(RoleName="Deployer")["PolicyNames"] == ["inline"]
+
+    iam.create_instance_profile(InstanceProfileName="Web")
+    with pytest.raises(ClientError) as exc:
+        iam.create_instance_profile(InstanceProfileName="web")
+    assert error_of(exc)[:2] == ("EntityAlreadyExists", 409)
+    iam.add_role_to_instance_profile(InstanceProfileName="WEB", RoleName="deployer")
+    profile = iam.get_instance_profile(InstanceProfileName="web")["InstanceProfile"]
+    assert profile["InstanceProfileName"] == "Web"
+    assert [r["RoleName"] for r in profile["Roles"]] == ["Deployer"]
+    # The role is in an instance profile under any spelling of its name.
+    with pytest.raises(ClientError) as exc:
+        iam.delete_role(RoleName="deployer")
+    assert error_of(exc)[:2] == ("DeleteConflict", 409)
+    iam.remove_role_from_instance_profile(InstanceProfileName="web", RoleName="DEPLOYER")
+    iam.delete_role_policy(RoleName="DEPLOYER", PolicyName="inline")
+    iam.delete_role(RoleName="deployer")
+    assert iam.list_roles()["Roles"] == []
+
+
+def test_customer_managed_policy_names_are_unique_regardless_of_path_and_case(iam: Any) -> None:
+    iam.create_policy(PolicyName="Shared", Path="/a/", PolicyDocument=ALLOW_ALL)
+    message = "A policy called {} already exists. Duplicate names are not allowed."
+    for name, path in [("Shared", "/b/"), ("shared", "/a/"), ("SHARED", "/")]:
+        with pytest.raises(ClientError) as exc:
+            iam.create_policy(PolicyName=name, Path=path, PolicyDocument=ALLOW_ALL)
+        assert error_of(exc) == ("EntityAlreadyExists", 409, message.format(name))
+    # AWS managed policies live in another namespace (arn:aws:iam::aws:policy/...).
+    iam.create_policy(PolicyName="ReadOnlyAccess", PolicyDocument=ALLOW_ALL)
+    assert sorted(p["PolicyName"] for p in iam.list_policies(Scope="Local")["Policies"]) == [
+        "ReadOnlyAccess",
+        "Shared",
+    ]
+
+
 # ---------------------------------------------------------------- permissions boundaries
 
 
