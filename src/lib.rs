@@ -10,6 +10,7 @@ pub mod error;
 pub mod failpoint;
 pub mod iam;
 pub mod leader;
+pub mod limits;
 pub mod metrics;
 pub mod settings;
 pub mod status;
