@@ -10,6 +10,7 @@ pub mod failpoint;
 pub mod iam;
 pub mod k8s;
 pub mod leader;
+pub mod limits;
 pub mod metrics;
 pub mod runtime;
 pub mod settings;

@@ -21,19 +21,21 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
     printcolumn(name = "ARN", type_ = "string", json_path = ".status.arn"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("has(self.spec.groupName) == has(oldSelf.spec.groupName)").message("spec.groupName is immutable")
+    validation = Rule::new("has(self.spec.groupName) == has(oldSelf.spec.groupName)").message("spec.groupName is immutable"),
+    validation = Rule::new("has(self.spec.groupName) || size(self.metadata.name) <= 128").message("metadata.name is longer than IAM's 128-character group name limit: set spec.groupName to a shorter name").field_path(".spec.groupName")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IamGroupSpec {
-    /// Name of the group in IAM. Defaults to `metadata.name`. Immutable.
+    /// Name of the group in IAM: 1-128 characters of `A-Za-z0-9+=,.@_-`. Defaults to
+    /// `metadata.name`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[\w+=,.@-]{1,64}$"))]
+    #[schemars(pattern(GROUP_NAME_PATTERN), length(min = 1, max = GROUP_NAME_MAX))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("groupName is immutable"))]
     pub group_name: Option<String>,
-    /// IAM path of the group: `/` or `/segment/.../`. Must sit under the operator's
-    /// `--iam-path-prefix`. Immutable.
+    /// IAM path of the group: `/` or `/segment/.../` of printable ASCII, at most 512
+    /// characters. Must sit under the operator's `--iam-path-prefix`. Immutable.
     #[serde(default = "default_path")]
-    #[schemars(regex(pattern = r"^(/|/[\x21-\x7E]*/)$"), length(min = 1, max = 512))]
+    #[schemars(pattern(PATH_PATTERN), length(min = 1, max = PATH_MAX))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("path is immutable"))]
     pub path: String,
     /// Managed policies attached to the group. Exclusive: attachments not listed here are

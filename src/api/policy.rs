@@ -23,31 +23,38 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "ARN", type_ = "string", json_path = ".status.arn"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("has(self.spec.policyName) == has(oldSelf.spec.policyName)").message("spec.policyName is immutable"),
-    validation = Rule::new("has(self.spec.description) == has(oldSelf.spec.description)").message("spec.description is immutable")
+    validation = Rule::new("has(self.spec.description) == has(oldSelf.spec.description)").message("spec.description is immutable"),
+    validation = Rule::new("has(self.spec.policyName) || size(self.metadata.name) <= 128").message("metadata.name is longer than IAM's 128-character policy name limit: set spec.policyName to a shorter name").field_path(".spec.policyName")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IamPolicySpec {
-    /// Name of the policy in IAM. Defaults to `metadata.name`. Immutable.
+    /// Name of the policy in IAM: 1-128 characters of `A-Za-z0-9+=,.@_-`. Defaults to
+    /// `metadata.name`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[\w+=,.@-]{1,128}$"))]
+    #[schemars(pattern(POLICY_NAME_PATTERN), length(min = 1, max = POLICY_NAME_MAX))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("policyName is immutable"))]
     pub policy_name: Option<String>,
-    /// IAM path of the policy: `/` or `/segment/.../`. Must sit under the operator's
-    /// `--iam-path-prefix`. Immutable.
+    /// IAM path of the policy: `/` or `/segment/.../` where each segment holds only
+    /// `A-Za-z0-9.,+@=_-` (stricter than a user's or group's path), at most 512 characters.
+    /// Must sit under the operator's `--iam-path-prefix`. Immutable.
     #[serde(default = "default_path")]
-    #[schemars(regex(pattern = r"^(/|/[\x21-\x7E]*/)$"), length(min = 1, max = 512))]
+    #[schemars(pattern(POLICY_PATH_PATTERN), length(min = 1, max = PATH_MAX))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("path is immutable"))]
     pub path: String,
-    /// Human description of the policy. IAM cannot change it later, so it is immutable.
+    /// Human description of the policy, at most 1000 characters. IAM cannot change it later,
+    /// so it is immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1000))]
+    #[schemars(length(max = DESCRIPTION_MAX))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("description is immutable"))]
     pub description: Option<String>,
     /// The IAM policy document.
     #[schemars(schema_with = "document_schema")]
     pub document: serde_json::Value,
-    /// Tags of the policy. The operator adds its own `iam.kubeop.dev/owner` tag.
+    /// Tags of the policy: at most 49, because IAM allows 50 and the operator adds its own
+    /// `iam.kubeop.dev/owner` tag (which a spec may not set). Keys are 1-128 and values
+    /// 0-256 Unicode letters, digits, spaces and `_.:/=+-@`; keys must not start with `aws:`.
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    #[schemars(schema_with = "policy_tags_schema")]
     pub tags: Tags,
     /// `Delete` removes the policy from IAM (after detaching it everywhere) when this
     /// resource is deleted; `Retain` leaves it. Defaults to the operator's

@@ -21,23 +21,31 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "ARN", type_ = "string", json_path = ".status.arn"),
     printcolumn(name = "Key-Age", type_ = "date", json_path = ".status.accessKey.createdAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("has(self.spec.userName) == has(oldSelf.spec.userName)").message("spec.userName is immutable")
+    validation = Rule::new("has(self.spec.userName) == has(oldSelf.spec.userName)").message("spec.userName is immutable"),
+    validation = Rule::new("has(self.spec.userName) || size(self.metadata.name) <= 64").message("metadata.name is longer than IAM's 64-character user name limit: set spec.userName to a shorter name").field_path(".spec.userName"),
+    validation = Rule::new("(has(self.spec.accessKey) && has(self.spec.accessKey.secretName) ? self.spec.accessKey.secretName : self.metadata.name + '-aws-credentials') != (has(self.spec.console) && has(self.spec.console.secretName) ? self.spec.console.secretName : self.metadata.name + '-console')").message("the access-key Secret and the console Secret must have different names, or their writers overwrite each other: change spec.accessKey.secretName or spec.console.secretName (defaults: <metadata.name>-aws-credentials and <metadata.name>-console)").field_path(".spec.console.secretName")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IamUserSpec {
-    /// Name of the user in IAM. Defaults to `metadata.name`. Immutable.
+    /// Name of the user in IAM: 1-64 characters of `A-Za-z0-9+=,.@_-`. Defaults to
+    /// `metadata.name` (which then must be at most 64 characters). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[\w+=,.@-]{1,64}$"))]
+    #[schemars(pattern(USER_NAME_PATTERN), length(min = 1, max = USER_NAME_MAX))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("userName is immutable"))]
     pub user_name: Option<String>,
-    /// IAM path of the user: `/` or `/segment/.../`. Must sit under the operator's
-    /// `--iam-path-prefix`. Immutable.
+    /// IAM path of the user: `/` or `/segment/.../` of printable ASCII, at most 512
+    /// characters. Must sit under the operator's `--iam-path-prefix`. Immutable.
     #[serde(default = "default_path")]
-    #[schemars(regex(pattern = r"^(/|/[\x21-\x7E]*/)$"), length(min = 1, max = 512))]
+    #[schemars(pattern(PATH_PATTERN), length(min = 1, max = PATH_MAX))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("path is immutable"))]
     pub path: String,
-    /// Tags of the user. The operator adds its own `iam.kubeop.dev/owner` tag.
+    /// Tags of the user: at most 49, because IAM allows 50 and the operator adds its own
+    /// `iam.kubeop.dev/owner` tag (which a spec may not set). Keys are 1-128 and values
+    /// 0-256 Unicode letters, digits, spaces and `_.:/=+-@`; keys must not start with `aws:`
+    /// and, as IAM compares a user's tag keys without regard to case, must differ in more
+    /// than case.
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    #[schemars(schema_with = "user_tags_schema")]
     pub tags: Tags,
     /// Permissions boundary of the user: a managed policy by `arn` or an IamPolicy in this
     /// namespace by `policyRef`. Removing it removes the boundary.
@@ -78,36 +86,50 @@ pub struct GroupMembership {
     /// An IamGroup in the same namespace; joined once it is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_ref: Option<LocalObjectRef>,
-    /// Name of an IAM group that is not managed by a resource in this namespace.
+    /// Name of an IAM group that is not managed by a resource in this namespace (1-128
+    /// characters of `A-Za-z0-9+=,.@_-`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[\w+=,.@-]{1,64}$"))]
+    #[schemars(pattern(GROUP_NAME_PATTERN), length(min = 1, max = GROUP_NAME_MAX))]
     pub group_name: Option<String>,
 }
 
 /// Access key settings.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.rotateAfter) || duration(self.rotateAfter) >= duration('1h')").message("rotateAfter must be at least 1h: a shorter period replaces the key before its consumers can use it").field_path(".rotateAfter"),
+    validation = Rule::new("!has(self.gracePeriod) || duration(self.gracePeriod) <= duration('720h')").message("gracePeriod must be at most 720h (30 days): shorten it").field_path(".gracePeriod"),
+    validation = Rule::new("!has(self.rotateAfter) || duration(self.rotateAfter) > duration(has(self.gracePeriod) ? self.gracePeriod : '24h')").message("rotateAfter must be longer than gracePeriod (24h when unset), or each rotation cuts the previous key's grace short: raise rotateAfter or lower gracePeriod").field_path(".rotateAfter")
+)]
 pub struct AccessKeySpec {
     /// Whether the user has an operator-managed access key. Disabling deletes the key and
     /// its Secret.
     pub enabled: bool,
     /// Name of the Secret that receives `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and a
-    /// `credentials` INI file. Defaults to `<metadata.name>-aws-credentials`.
+    /// `credentials` INI file. Defaults to `<metadata.name>-aws-credentials`; must differ
+    /// from the console Secret's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
         length(max = 253)
     )]
     pub secret_name: Option<String>,
-    /// Rotate the key when it is older than this (Go duration, e.g. `2160h`). Unset: rotate
-    /// only when the `iam.kubeop.dev/rotate-access-key` annotation changes.
+    /// Rotate the key when it is older than this (Go duration, e.g. `2160h`): at least `1h`
+    /// and longer than `gracePeriod`. Unset: rotate only when the
+    /// `iam.kubeop.dev/rotate-access-key` annotation changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 64)
+    )]
     pub rotate_after: Option<String>,
     /// How long the previous key stays Active after a rotation so running consumers can
-    /// reload (Go duration). Default `24h`.
+    /// reload (Go duration), at most `720h` (30 days). Default `24h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"),
+        length(max = 64)
+    )]
     pub grace_period: Option<String>,
 }
 
@@ -119,7 +141,7 @@ pub struct ConsoleSpec {
     /// its Secret.
     pub enabled: bool,
     /// Name of the Secret that receives `username`, `password` and `consoleUrl`. Defaults to
-    /// `<metadata.name>-console`.
+    /// `<metadata.name>-console`; must differ from the access-key Secret's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
