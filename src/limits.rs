@@ -263,7 +263,8 @@ pub fn check_access_key_timing(spec: &AccessKeySpec) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_duration(field: &str, text: &str) -> Result<Duration, String> {
+/// Parses a Go duration such as `24h`, `90m` or `1h30m`; the message names the field.
+pub fn parse_duration(field: &str, text: &str) -> Result<Duration, String> {
     go_duration(text).ok_or_else(|| {
         format!("{field} {text:?} is not a duration like 24h, 90m or 1h30m: write it that way")
     })

@@ -5,6 +5,7 @@ use crate::api::{ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupStatus};
 use crate::error::{Error, Result};
 use crate::iam::{GroupInfo, Principal, gone, optional};
 use crate::k8s::Journal;
+use crate::limits::InlineOwner;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
@@ -61,6 +62,7 @@ pub async fn reconcile(
         .settings
         .check_path(&obj.spec.path)
         .map_err(Error::InvalidSpec)?;
+    permissions::check_inline_size(InlineOwner::Group, &obj.spec.inline_policies)?;
     let namespace = obj.namespace().unwrap_or_default();
     let mut arns = Vec::new();
     for attachment in &obj.spec.policies {

@@ -5,6 +5,7 @@ use super::plan::plan_set;
 use super::{Engine, Reason, Synced};
 use crate::api::{InlinePolicy, PolicyAttachment};
 use crate::document;
+use crate::limits::{self, InlineOwner};
 use crate::error::{Error, Result};
 use crate::iam::{IamError, Principal, gone};
 
@@ -35,6 +36,16 @@ pub fn check_denied(engine: &Engine, arn: &str, via: &str) -> Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// IAM's limit on the size of a principal's inline policies together, checked before any
+/// of them is written.
+pub fn check_inline_size(owner: InlineOwner, inline: &[InlinePolicy]) -> Result<()> {
+    limits::check_inline_policies(
+        owner,
+        inline.iter().map(|p| (p.name.as_str(), &p.document)),
+    )
+    .map_err(Error::InvalidSpec)
 }
 
 /// Makes the principal's managed attachments and inline policies exactly the desired ones.

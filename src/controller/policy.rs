@@ -3,7 +3,7 @@
 use super::plan::{plan_tags, version_to_prune};
 use super::{Engine, Reason, Synced, check_owner, desired_tags};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
-use crate::document;
+use crate::{document, limits};
 use crate::error::{Error, Result};
 use crate::iam::{IamError, PolicyInfo, gone, optional};
 
@@ -12,14 +12,18 @@ pub fn policy_arn(partition: &str, account: &str, path: &str, name: &str) -> Str
     format!("arn:{partition}:iam::{account}:policy{path}{name}")
 }
 
-/// Validation IAM cannot do for us, or would answer less clearly.
-fn validate(engine: &Engine, obj: &IamPolicy) -> Result<()> {
+/// Guard: what IAM would refuse, or answer less clearly, is refused before calling it.
+fn guard(engine: &Engine, obj: &IamPolicy) -> Result<()> {
     engine
         .settings
         .check_path(&obj.spec.path)
         .map_err(Error::InvalidSpec)?;
     document::validate(&obj.spec.document)
-        .map_err(|m| Error::InvalidSpec(format!("spec.document: {m}")))
+        .map_err(|m| Error::InvalidSpec(format!("spec.document: {m}")))?;
+    limits::check_managed_policy(&obj.spec.document)
+        .and_then(|()| limits::check_policy_tags(&obj.spec.tags))
+        .and_then(|()| limits::check_owner_tag_value(&engine.owner_of(obj)))
+        .map_err(Error::InvalidSpec)
 }
 
 /// Finds the policy this CR manages, if it exists and may be managed by it.
@@ -52,7 +56,7 @@ pub async fn reconcile(
     obj: &IamPolicy,
     status: &mut IamPolicyStatus,
 ) -> Result<Synced> {
-    validate(engine, obj)?;
+    guard(engine, obj)?;
     let mut synced = Synced::default();
     let name = obj.iam_name();
     let tags = desired_tags(&obj.spec.tags, &engine.owner_of(obj));

@@ -8,6 +8,7 @@ use crate::api::{DeletionPolicy, IamUser, IamUserStatus, OWNER_TAG};
 use crate::error::{Error, Result};
 use crate::iam::{IamError, Principal, UserInfo, gone, optional};
 use crate::k8s::{Journal, SecretStore};
+use crate::limits::{self, InlineOwner};
 use kube::ResourceExt;
 
 async fn observe(
@@ -160,6 +161,10 @@ async fn sync_identity(
         .settings
         .check_path(&obj.spec.path)
         .map_err(Error::InvalidSpec)?;
+    limits::check_user_tags(&obj.spec.tags)
+        .and_then(|()| limits::check_owner_tag_value(&engine.owner_of(obj)))
+        .map_err(Error::InvalidSpec)?;
+    permissions::check_inline_size(InlineOwner::User, &obj.spec.inline_policies)?;
     let namespace = obj.namespace().unwrap_or_default();
     let boundary = desired_boundary(engine, obj).await?;
     let groups = desired_groups(engine, obj).await?;

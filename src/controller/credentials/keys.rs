@@ -26,6 +26,7 @@ use crate::controller::{Reason, Synced};
 use crate::error::{Error, Result};
 use crate::iam::{AccessKeyInfo, IamError, KeyStatus, NewAccessKey, gone};
 use crate::k8s::{SecretData, StoredSecret};
+use crate::limits;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
@@ -33,25 +34,12 @@ use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Grace period of the previous key when the spec sets none.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
-/// The shortest `rotateAfter`: anything faster burns the account's IAM rate limit.
-pub const MIN_ROTATE_AFTER: Duration = Duration::from_secs(3600);
-/// The longest grace period: a previous key Active for longer defeats rotation.
-pub const MAX_GRACE: Duration = Duration::from_secs(720 * 3600);
 /// Margin for the clock difference between the operator and IAM.
 const SKEW: SignedDuration = SignedDuration::from_secs(1);
 /// How long after a creation a key that the SDK's retry may have duplicated is looked for
 /// again: IAM's reads can lag its writes by seconds.
 const SWEEP_AFTER: Duration = Duration::from_secs(30);
 const SWEEP_WINDOW: SignedDuration = SignedDuration::from_secs(120);
-
-/// Parses a Go-style duration (`2160h`, `30m`, `1h30m`).
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    s.parse::<kube::core::Duration>()
-        .map(Duration::from)
-        .map_err(|e| Error::InvalidSpec(format!("invalid duration {s:?}: {e}")))
-}
 
 /// The timing of rotation, checked as admission does (for objects admitted before the
 /// schema had these rules).
@@ -63,39 +51,17 @@ pub struct Timing {
 
 impl Timing {
     pub fn from_spec(spec: &AccessKeySpec) -> Result<Self> {
-        let rotate_after = spec
-            .rotate_after
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?;
-        let grace = match spec.grace_period.as_deref() {
-            Some(g) => parse_duration(g)?,
-            None => DEFAULT_GRACE,
+        limits::check_access_key_timing(spec).map_err(Error::InvalidSpec)?;
+        let parse = |field, text: &Option<String>| {
+            text.as_deref()
+                .map(|t| limits::parse_duration(field, t))
+                .transpose()
+                .map_err(Error::InvalidSpec)
         };
-        if grace > MAX_GRACE {
-            return Err(Error::InvalidSpec(format!(
-                "accessKey.gracePeriod {} is longer than the maximum of 720h; shorten it",
-                spec.grace_period.as_deref().unwrap_or_default()
-            )));
-        }
-        if let Some(r) = rotate_after {
-            if r < MIN_ROTATE_AFTER {
-                return Err(Error::InvalidSpec(format!(
-                    "accessKey.rotateAfter {} is shorter than the minimum of 1h; lengthen it",
-                    spec.rotate_after.as_deref().unwrap_or_default()
-                )));
-            }
-            if r <= grace {
-                return Err(Error::InvalidSpec(format!(
-                    "accessKey.rotateAfter {} must be longer than the grace period ({}), or each rotation cuts the previous key's grace short; lengthen rotateAfter or shorten gracePeriod",
-                    spec.rotate_after.as_deref().unwrap_or_default(),
-                    spec.grace_period.as_deref().unwrap_or("24h (default)")
-                )));
-            }
-        }
         Ok(Self {
-            rotate_after,
-            grace,
+            rotate_after: parse("rotateAfter", &spec.rotate_after)?,
+            grace: parse("gracePeriod", &spec.grace_period)?
+                .unwrap_or(limits::DEFAULT_GRACE_PERIOD),
         })
     }
 }
@@ -332,7 +298,7 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         Err(e) => (
             Timing {
                 rotate_after: None,
-                grace: DEFAULT_GRACE,
+                grace: limits::DEFAULT_GRACE_PERIOD,
             },
             Some(e),
         ),
@@ -813,8 +779,8 @@ mod tests {
         let msg = |r, g| Timing::from_spec(&spec(r, g)).unwrap_err().to_string();
         assert!(msg(Some("1s"), Some("1s")).contains("minimum of 1h"));
         assert!(msg(Some("0s"), None).contains("minimum of 1h"));
-        assert!(msg(Some("2h"), None).contains("longer than the grace period"));
-        assert!(msg(Some("48h"), Some("48h")).contains("longer than the grace period"));
+        assert!(msg(Some("2h"), None).contains("not longer than gracePeriod"));
+        assert!(msg(Some("48h"), Some("48h")).contains("not longer than gracePeriod"));
         assert!(msg(None, Some("721h")).contains("720h"));
     }
 }

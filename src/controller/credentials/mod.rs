@@ -73,6 +73,8 @@ impl CredentialStep<'_> {
 /// Publishes and maintains the user's credentials, and reports those it did not create.
 /// Both credentials run even if the other fails; the first error is returned.
 pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<()> {
+    // Two credentials in one Secret would overwrite each other on every reconcile.
+    crate::limits::check_secret_names(step.obj).map_err(crate::error::Error::InvalidSpec)?;
     let keys = keys::sync(step, synced).await;
     let console = console::sync(step, synced).await;
     let unmanaged = UnmanagedCredentials {
