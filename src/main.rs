@@ -4,7 +4,7 @@ use clap::{Parser, ValueEnum};
 use iam_operator::api::{DeletionPolicy, IamPolicy};
 use iam_operator::controller::Engine;
 use iam_operator::controller::runtime::{Context, KubeDependencies, run};
-use iam_operator::iam::AwsIam;
+use iam_operator::iam::{AwsIam, Iam};
 use iam_operator::leader::{Elector, LeaseConfig};
 use iam_operator::metrics::{Metrics, serve};
 use iam_operator::settings::{DenyList, Settings};
@@ -93,6 +93,29 @@ struct Args {
         default_value = "iam-operator"
     )]
     leader_election_id: String,
+    /// How long another replica waits, after it last saw the leader renew, before it takes
+    /// the lease.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_LEADER_ELECTION_LEASE_DURATION",
+        default_value = "15s"
+    )]
+    leader_election_lease_duration: kube::core::Duration,
+    /// How long the leader goes on without a successful renewal before it stops writing to
+    /// IAM and exits; shorter than the lease duration.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE",
+        default_value = "10s"
+    )]
+    leader_election_renew_deadline: kube::core::Duration,
+    /// Time between attempts to take or renew the lease; shorter than the renew deadline.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_LEADER_ELECTION_RETRY_PERIOD",
+        default_value = "2s"
+    )]
+    leader_election_retry_period: kube::core::Duration,
     /// Log format.
     #[arg(
         long,
@@ -111,6 +134,15 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// A flag's duration as a positive `std::time::Duration`.
+fn positive(value: kube::core::Duration, flag: &str) -> Result<std::time::Duration, String> {
+    let duration = std::time::Duration::from(value);
+    if value.is_negative() || duration.is_zero() {
+        return Err(format!("{flag} must be a positive duration, got {value}"));
+    }
+    Ok(duration)
 }
 
 /// An error and its causes in one line ("client error: connect: connection refused").
@@ -143,6 +175,28 @@ async fn start(args: Args) -> Result<(), String> {
     if !settings.iam_path_prefix.starts_with('/') || !settings.iam_path_prefix.ends_with('/') {
         return Err("--iam-path-prefix must start and end with '/'".into());
     }
+    let lease_config = LeaseConfig {
+        namespace: args.leader_election_namespace.clone(),
+        name: args.leader_election_id.clone(),
+        identity: format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "iam-operator".into()),
+            std::process::id()
+        ),
+        lease_duration: positive(
+            args.leader_election_lease_duration,
+            "--leader-election-lease-duration",
+        )?,
+        renew_deadline: positive(
+            args.leader_election_renew_deadline,
+            "--leader-election-renew-deadline",
+        )?,
+        retry_period: positive(
+            args.leader_election_retry_period,
+            "--leader-election-retry-period",
+        )?,
+    };
+    lease_config.validate()?;
 
     let config = kube::Config::infer()
         .await
@@ -176,34 +230,21 @@ async fn start(args: Args) -> Result<(), String> {
             }
         });
     }
+    let elector = args
+        .leader_elect
+        .then(|| Elector::new(client.clone(), lease_config));
+    let iam: Arc<dyn Iam> = Arc::new(AwsIam::with_metrics(
+        &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+        metrics.clone(),
+    ));
     let engine = Engine {
-        iam: Arc::new(AwsIam::with_metrics(
-            &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
-            metrics.clone(),
-        )),
+        iam,
         settings,
         deps: Arc::new(KubeDependencies {
             client: client.clone(),
             namespaces: args.watch_namespace.clone(),
         }),
     };
-    let elector = args.leader_elect.then(|| {
-        let identity = format!(
-            "{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "iam-operator".into()),
-            std::process::id()
-        );
-        Elector::new(
-            client.clone(),
-            LeaseConfig {
-                namespace: args.leader_election_namespace.clone(),
-                name: args.leader_election_id.clone(),
-                identity,
-                lease_duration: std::time::Duration::from_secs(15),
-                retry_period: std::time::Duration::from_secs(3),
-            },
-        )
-    });
     let ctx = Arc::new(Context::new(engine, client, metrics.clone()));
     metrics.set_ready(true);
     let controllers = run(
