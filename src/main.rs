@@ -4,7 +4,7 @@ use clap::{Parser, ValueEnum};
 use iam_operator::api::{DeletionPolicy, IamPolicy};
 use iam_operator::controller::Engine;
 use iam_operator::controller::runtime::{Context, KubeDependencies, run};
-use iam_operator::iam::{AwsIam, Iam};
+use iam_operator::iam::{AwsIam, FencedIam, Iam};
 use iam_operator::leader::{Elector, LeaseConfig};
 use iam_operator::metrics::{Metrics, serve};
 use iam_operator::settings::{DenyList, Settings};
@@ -233,10 +233,14 @@ async fn start(args: Args) -> Result<(), String> {
     let elector = args
         .leader_elect
         .then(|| Elector::new(client.clone(), lease_config));
-    let iam: Arc<dyn Iam> = Arc::new(AwsIam::with_metrics(
+    let mut iam: Arc<dyn Iam> = Arc::new(AwsIam::with_metrics(
         &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
         metrics.clone(),
     ));
+    if let Some(elector) = &elector {
+        // A replica that lost the lease writes nothing more to IAM, even before it exits.
+        iam = Arc::new(FencedIam::new(iam, elector.guard()));
+    }
     let engine = Engine {
         iam,
         settings,
