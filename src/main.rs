@@ -3,7 +3,7 @@
 use clap::{Parser, ValueEnum};
 use iam_operator::api::{DeletionPolicy, IamPolicy};
 use iam_operator::controller::Engine;
-use iam_operator::iam::AwsIam;
+use iam_operator::iam::{AwsIam, FencedIam, Iam};
 use iam_operator::k8s::KubeDependencies;
 use iam_operator::leader::{Elector, LeaseConfig};
 use iam_operator::metrics::{Metrics, serve};
@@ -94,6 +94,29 @@ struct Args {
         default_value = "iam-operator"
     )]
     leader_election_id: String,
+    /// How long another replica waits, after it last saw the leader renew, before it takes
+    /// the lease.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_LEADER_ELECTION_LEASE_DURATION",
+        default_value = "15s"
+    )]
+    leader_election_lease_duration: kube::core::Duration,
+    /// How long the leader goes on without a successful renewal before it stops writing to
+    /// IAM and exits; shorter than the lease duration.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE",
+        default_value = "10s"
+    )]
+    leader_election_renew_deadline: kube::core::Duration,
+    /// Time between attempts to take or renew the lease; shorter than the renew deadline.
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_LEADER_ELECTION_RETRY_PERIOD",
+        default_value = "2s"
+    )]
+    leader_election_retry_period: kube::core::Duration,
     /// Log format.
     #[arg(
         long,
@@ -114,6 +137,15 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A flag's duration as a positive `std::time::Duration`.
+fn positive(value: kube::core::Duration, flag: &str) -> Result<std::time::Duration, String> {
+    let duration = std::time::Duration::from(value);
+    if value.is_negative() || duration.is_zero() {
+        return Err(format!("{flag} must be a positive duration, got {value}"));
+    }
+    Ok(duration)
+}
+
 /// An error and its causes in one line ("client error: connect: connection refused").
 fn chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
@@ -128,7 +160,11 @@ fn chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-async fn start(args: Args) -> Result<(), String> {
+async fn start(mut args: Args) -> Result<(), String> {
+    // One controller per namespace: a namespace named twice would be reconciled twice.
+    args.watch_namespace.retain(|ns| !ns.is_empty());
+    args.watch_namespace.sort();
+    args.watch_namespace.dedup();
     let settings = Settings {
         cluster_name: args.cluster_name,
         iam_path_prefix: args.iam_path_prefix,
@@ -144,6 +180,28 @@ async fn start(args: Args) -> Result<(), String> {
     if !settings.iam_path_prefix.starts_with('/') || !settings.iam_path_prefix.ends_with('/') {
         return Err("--iam-path-prefix must start and end with '/'".into());
     }
+    let lease_config = LeaseConfig {
+        namespace: args.leader_election_namespace.clone(),
+        name: args.leader_election_id.clone(),
+        identity: format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "iam-operator".into()),
+            std::process::id()
+        ),
+        lease_duration: positive(
+            args.leader_election_lease_duration,
+            "--leader-election-lease-duration",
+        )?,
+        renew_deadline: positive(
+            args.leader_election_renew_deadline,
+            "--leader-election-renew-deadline",
+        )?,
+        retry_period: positive(
+            args.leader_election_retry_period,
+            "--leader-election-retry-period",
+        )?,
+    };
+    lease_config.validate()?;
 
     let config = kube::Config::infer()
         .await
@@ -177,11 +235,19 @@ async fn start(args: Args) -> Result<(), String> {
             }
         });
     }
+    let elector = args
+        .leader_elect
+        .then(|| Elector::new(client.clone(), lease_config));
+    let mut iam: Arc<dyn Iam> = Arc::new(AwsIam::with_metrics(
+        &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+        metrics.clone(),
+    ));
+    if let Some(elector) = &elector {
+        // A replica that lost the lease writes nothing more to IAM, even before it exits.
+        iam = Arc::new(FencedIam::new(iam, elector.guard()));
+    }
     let engine = Engine {
-        iam: Arc::new(AwsIam::with_metrics(
-            &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
-            metrics.clone(),
-        )),
+        iam,
         settings,
         deps: Arc::new(KubeDependencies {
             client: client.clone(),
@@ -189,23 +255,6 @@ async fn start(args: Args) -> Result<(), String> {
         }),
         metrics: metrics.clone(),
     };
-    let elector = args.leader_elect.then(|| {
-        let identity = format!(
-            "{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "iam-operator".into()),
-            std::process::id()
-        );
-        Elector::new(
-            client.clone(),
-            LeaseConfig {
-                namespace: args.leader_election_namespace.clone(),
-                name: args.leader_election_id.clone(),
-                identity,
-                lease_duration: std::time::Duration::from_secs(15),
-                retry_period: std::time::Duration::from_secs(3),
-            },
-        )
-    });
     let ctx = Arc::new(Context::new(engine, client));
     metrics.set_ready(true);
     let controllers = run(

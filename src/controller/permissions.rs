@@ -5,9 +5,9 @@ use super::plan::plan_set;
 use super::{Engine, Reason, Synced};
 use crate::api::{InlinePolicy, PolicyAttachment};
 use crate::document;
-use crate::limits::{self, InlineOwner};
 use crate::error::{Error, Result};
 use crate::iam::{IamError, Principal, gone};
+use crate::limits::{self, InlineOwner};
 
 /// Resolves an attachment to a policy ARN and applies `--deny-policy-arn`.
 pub async fn resolve_policy(
@@ -41,11 +41,8 @@ pub fn check_denied(engine: &Engine, arn: &str, via: &str) -> Result<()> {
 /// IAM's limit on the size of a principal's inline policies together, checked before any
 /// of them is written.
 pub fn check_inline_size(owner: InlineOwner, inline: &[InlinePolicy]) -> Result<()> {
-    limits::check_inline_policies(
-        owner,
-        inline.iter().map(|p| (p.name.as_str(), &p.document)),
-    )
-    .map_err(Error::InvalidSpec)
+    limits::check_inline_policies(owner, inline.iter().map(|p| (p.name.as_str(), &p.document)))
+        .map_err(Error::InvalidSpec)
 }
 
 /// Makes the principal's managed attachments and inline policies exactly the desired ones.

@@ -3,9 +3,9 @@
 use super::plan::{plan_tags, version_to_prune};
 use super::{Engine, Reason, Synced, check_owner, desired_tags};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
-use crate::{document, limits};
 use crate::error::{Error, Result};
 use crate::iam::{IamError, PolicyInfo, gone, optional};
+use crate::{document, limits};
 
 /// ARN IAM gives a customer-managed policy.
 pub fn policy_arn(partition: &str, account: &str, path: &str, name: &str) -> String {

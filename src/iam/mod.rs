@@ -3,8 +3,10 @@
 //! `aws-sdk-iam`.
 
 mod aws;
+mod fenced;
 
 pub use aws::AwsIam;
+pub use fenced::FencedIam;
 
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;

@@ -66,6 +66,20 @@ impl Emulator {
             .unwrap()
     }
 
+    /// Counts of IAM actions served so far, per SigV4 access key id.
+    pub async fn calls_by_access_key(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+        reqwest::get(format!("{}/_emulator/calls?by=access-key", self.url))
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn reset_calls(&self) {
         reqwest::Client::new()
             .delete(format!("{}/_emulator/calls", self.url))

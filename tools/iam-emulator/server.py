@@ -12,7 +12,10 @@ honoured as moto reads it. MOTO_IAM_LOAD_MANAGED_POLICIES defaults to "true"
 here (real IAM has the AWS managed policies); set it to "false" to skip them.
 
 Test controls live under /_emulator/ (JSON) and never go through moto's
-authentication; see README.md for the full contract.
+authentication; see README.md for the full contract. GET
+/_emulator/calls?by=access-key (optionally &service=sts) counts the same calls
+per SigV4 access key id: {"AKID": {"CreateUser": 1}}; unsigned requests are
+counted in the totals only.
 """
 
 from __future__ import annotations
@@ -116,11 +119,16 @@ class Controls:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.calls: dict[str, Counter[str]] = {}
+        # service -> access key id -> action -> count
+        self.calls_by_key: dict[str, dict[str, Counter[str]]] = {}
         self.faults: list[Fault] = []
 
-    def record(self, service: str, action: str) -> Fault | None:
+    def record(self, service: str, action: str, access_key: str | None = None) -> Fault | None:
         with self.lock:
             self.calls.setdefault(service, Counter())[action] += 1
+            if access_key is not None:
+                by_key = self.calls_by_key.setdefault(service, {})
+                by_key.setdefault(access_key, Counter())[action] += 1
             if service != "iam":
                 return None
             for fault in self.faults:
@@ -135,7 +143,21 @@ class Controls:
     def clear(self) -> None:
         with self.lock:
             self.calls.clear()
+            self.calls_by_key.clear()
             self.faults.clear()
+
+
+def _request_access_key(environ: Environ) -> str | None:
+    """The access key id a SigV4-signed request names (``Credential=AKID/date/...``)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if not auth.startswith("AWS4-HMAC-SHA256"):
+        return None
+    try:
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0]
+    except IndexError:
+        return None
+    key = scope.split("/", 1)[0].strip()
+    return key or None
 
 
 def _request_service_action(environ: Environ) -> tuple[str | None, str | None]:
@@ -214,7 +236,7 @@ class EmulatorApp:
         service, action = _request_service_action(environ)
         if not (service and action):
             return self.call_moto(environ, start_response)
-        fault = self.controls.record(service, action)
+        fault = self.controls.record(service, action, _request_access_key(environ))
         if fault is None:
             return self.call_moto(environ, start_response)
         if fault.delay_ms:
@@ -279,12 +301,22 @@ class EmulatorApp:
             if method == "GET":
                 query = parse_qs(environ.get("QUERY_STRING", ""))
                 service = query.get("service", ["iam"])[0]
+                by = query.get("by", [None])[0]
+                if by not in (None, "access-key"):
+                    return _json_response(start_response, 400, {"error": 'by is "access-key"'})
                 with c.lock:
-                    counts = dict(c.calls.get(service, Counter()))
+                    if by == "access-key":
+                        counts: Any = {
+                            key: dict(actions)
+                            for key, actions in c.calls_by_key.get(service, {}).items()
+                        }
+                    else:
+                        counts = dict(c.calls.get(service, Counter()))
                 return _json_response(start_response, 200, counts)
             if method == "DELETE":
                 with c.lock:
                     c.calls.clear()
+                    c.calls_by_key.clear()
                 return _json_response(start_response, 200, {})
             return _json_response(start_response, 405, {"error": "GET or DELETE"})
         if route == "faults":
