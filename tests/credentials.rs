@@ -648,12 +648,33 @@ async fn rotation_by_annotation_keeps_old_key_for_grace_period() {
         vec![second.clone()]
     );
 
-    // rotateAfter: the key is rotated by age without any annotation change.
+    // rotateAfter: the key is rotated by age without any rotate annotation. Admission
+    // refuses periods under an hour, so the key is aged in the emulator instead, and an
+    // unrelated annotation makes the operator look again.
     c.patch_spec(
         "rot",
-        serde_json::json!({"accessKey": {"rotateAfter": "15s"}}),
+        serde_json::json!({"accessKey": {"rotateAfter": "2h"}}),
     )
     .await;
+    c.wait_user("rot", "the rotateAfter change to be seen", |u| {
+        ready(u) && u.status.as_ref().and_then(|s| s.observed_generation) == u.metadata.generation
+    })
+    .await;
+    assert_eq!(
+        key_status(&c.wait_settled("rot").await)
+            .access_key_id
+            .as_deref(),
+        Some(&*second),
+        "a young key is not rotated"
+    );
+    let aged = reqwest::Client::new()
+        .post(format!("{}/_emulator/age-access-key", c.emu.url))
+        .json(&serde_json::json!({"user": "rot", "accessKeyId": second, "seconds": 7300}))
+        .send()
+        .await
+        .unwrap();
+    assert!(aged.status().is_success(), "{aged:?}");
+    c.annotate("rot", "test.kubeop.dev/poke", "1").await;
     let user = c
         .wait_user("rot", "an automatic rotation by rotateAfter", |u| {
             ready(u) && key_status(u).access_key_id.is_some_and(|id| id != second)

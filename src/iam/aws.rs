@@ -845,10 +845,17 @@ impl Iam for AwsIam {
     }
 
     async fn create_access_key(&self, user: &str) -> IamResult<NewAccessKey> {
+        // One attempt only: a retry after a lost response would create a second key whose
+        // secret nobody ever sees. A failed attempt leaves the intent pending instead, and
+        // the next reconcile deletes whatever that attempt created before trying again.
         let out = self
             .iam
             .create_access_key()
             .user_name(user)
+            .customize()
+            .config_override(aws_sdk_iam::config::Config::builder().retry_config(
+                aws_sdk_iam::config::retry::RetryConfig::standard().with_max_attempts(1),
+            ))
             .send()
             .await
             .map_err(map_err)?;

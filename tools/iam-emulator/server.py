@@ -21,6 +21,7 @@ counted in the totals only.
 from __future__ import annotations
 
 import argparse
+import datetime
 import gc
 import io
 import json
@@ -319,6 +320,28 @@ class EmulatorApp:
                     c.calls_by_key.clear()
                 return _json_response(start_response, 200, {})
             return _json_response(start_response, 405, {"error": "GET or DELETE"})
+        if route == "age-access-key" and method == "POST":
+            # Ages an access key (its CreateDate moves back), so rotation by age can be
+            # tested with IAM-sized periods instead of waiting them out.
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                spec = json.loads(environ["wsgi.input"].read(length) if length > 0 else b"null")
+                user, key_id, seconds = spec["user"], spec["accessKeyId"], float(spec["seconds"])
+            except (ValueError, TypeError, KeyError) as err:
+                return _json_response(start_response, 400, {"error": f"bad request: {err}"})
+            from moto.iam.models import iam_backends
+
+            with self.moto_lock:
+                for backend in iam_backends.values():
+                    for iam in backend.values():
+                        found = iam.users.get(user)
+                        key = found and found.access_keys and next(
+                            (k for k in found.access_keys if k.access_key_id == key_id), None
+                        )
+                        if key:
+                            key.create_date = key.create_date - datetime.timedelta(seconds=seconds)
+                            return _json_response(start_response, 200, {"aged": key_id})
+            return _json_response(start_response, 404, {"error": f"no key {key_id} of {user}"})
         if route == "faults":
             if method == "GET":
                 with c.lock:

@@ -101,3 +101,26 @@ def test_an_unknown_grouping_is_rejected(server: Server) -> None:
     status, body = server.control("GET", "/_emulator/calls?by=region")
     assert status == 400
     assert "access-key" in body["error"]
+
+
+def test_an_access_key_can_be_aged_for_rotation_tests(server: Server) -> None:
+    iam = server.client("iam", "testing")
+    iam.create_user(UserName="ager")
+    key = iam.create_access_key(UserName="ager")["AccessKey"]
+    before = key["CreateDate"]
+    body = json.dumps({"user": "ager", "accessKeyId": key["AccessKeyId"], "seconds": 7200})
+    req = urllib.request.Request(
+        server.url + "/_emulator/age-access-key", data=body.encode(), method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+    listed = iam.list_access_keys(UserName="ager")["AccessKeyMetadata"][0]["CreateDate"]
+    assert 7199 <= (before - listed).total_seconds() <= 7201
+    bad = urllib.request.Request(
+        server.url + "/_emulator/age-access-key",
+        data=json.dumps({"user": "ager", "accessKeyId": "AKIANOPE", "seconds": 1}).encode(),
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(bad, timeout=10)
+    assert err.value.code == 404

@@ -6,10 +6,11 @@
 //!    recorded in status (the intent, fenced by `resourceVersion`), and the Secret write is
 //!    validated with a dry run;
 //! 2. the new key goes into the Secret at once, then into status;
-//! 3. a key that is neither published nor existed before the creation was created by that
-//!    creation — an interrupted attempt, or a call the SDK retried after its response was
-//!    lost — and is deleted. The record of the keys that existed before stays in status
-//!    after the creation, so such a duplicate is recognised whenever it becomes visible;
+//! 3. `CreateAccessKey` is attempted once, never retried by the SDK (a retry after a lost
+//!    response would make a second key whose secret nobody sees); a key that is neither
+//!    published nor existed before the creation was made by a failed or interrupted
+//!    attempt and is deleted. The record of the keys that existed before stays in status
+//!    after the creation, so such a key is recognised even when IAM lists it late;
 //! 4. a Secret that is gone or whose key id was edited means the key is lost: a new one is
 //!    published and the lost one deleted;
 //! 5. a published key found Inactive was deactivated out of band (a responder's answer to
@@ -34,8 +35,6 @@ use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Margin for the clock difference between the operator and IAM.
-const SKEW: SignedDuration = SignedDuration::from_secs(1);
 /// How long after a creation a key that the SDK's retry may have duplicated is looked for
 /// again: IAM's reads can lag its writes by seconds.
 const SWEEP_AFTER: Duration = Duration::from_secs(30);
@@ -119,11 +118,13 @@ pub fn plan(f: &KeyFacts) -> KeyPlan {
     let pending = st.creating_since.is_some();
     let existed_before = |id: &str| before.is_none_or(|b| b.iter().any(|x| x == id));
     // A key this resource's last creation made: any new key while the creation is
-    // pending; afterwards, one made no later than the key it published (a duplicate of a
-    // retried call). A key created later was made by someone else.
-    let published_at = st.created_at.as_ref().map(|t| t.0 + SKEW);
+    // pending; afterwards, one created before the key it published (an attempt that failed
+    // or was interrupted, listed late because IAM's reads lag). A key created at the same
+    // time or later was made by someone else: IAM's timestamps have second precision, so a
+    // key made outside the operator within the same second as its own is left alone.
+    let published_at = st.created_at.as_ref().map(|t| t.0);
     let from_creation = |k: &AccessKeyInfo| {
-        !existed_before(&k.id) && (pending || published_at.is_some_and(|at| k.created <= at))
+        !existed_before(&k.id) && (pending || published_at.is_some_and(|at| k.created < at))
     };
     // With no record at all (status lost), the Secret this resource owns is trusted.
     let no_record = st.access_key_id.is_none() && previous.is_none() && before.is_none();
@@ -591,9 +592,9 @@ mod tests {
     }
 
     #[test]
-    fn a_duplicate_made_by_a_retried_create_is_deleted_after_the_creation_completed() {
-        // The first CreateAccessKey's response was lost and the SDK retried: DUP exists,
-        // NEW was published, and the intent is complete.
+    fn a_key_of_a_failed_attempt_listed_late_is_deleted_after_the_creation_completed() {
+        // An attempt whose response was lost made DUP, which IAM listed only after the
+        // next attempt published NEW and completed the intent.
         let keys = [key("NEW", 500), key("DUP", 499)];
         let st = AccessKeyStatus {
             keys_before_creation: Some(vec![]),
@@ -608,6 +609,10 @@ mod tests {
         let p = plan(&facts(&keys, &st, Some("NEW")));
         assert!(p.delete_first.is_empty());
         assert_eq!(p.unmanaged, ids(&["LATER"]));
+        // Within the same second as the published key: not provably ours, left alone.
+        let keys = [key("NEW", 500), key("SAME", 500)];
+        let p = plan(&facts(&keys, &st, Some("NEW")));
+        assert_eq!(p.unmanaged, ids(&["SAME"]));
     }
 
     #[test]
