@@ -98,7 +98,7 @@ async fn a_key_deactivated_out_of_band_is_replaced_and_deleted_never_reactivated
     assert_ne!(fresh, leaked, "a fresh key is published");
     let keys = read::access_keys(&w.aws, "bob").await;
     assert_eq!(ids(&keys), BTreeSet::from([fresh.clone()]), "{keys:?}");
-    assert_eq!(keys[&fresh], true);
+    assert!(keys[&fresh], "the fresh key is Active");
     let st = u.status.as_ref().unwrap().access_key.clone().unwrap();
     let revoked = st.last_revoked.unwrap();
     assert_eq!(revoked.access_key_id, leaked);
