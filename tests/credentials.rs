@@ -1421,3 +1421,86 @@ spec:
     assert!(local.policies().is_empty(), "{:?}", local.policies());
     c.finish().await;
 }
+
+/// The scenario that once left orphaned keys: 50 users, each in a group and with a key,
+/// applied at once while IAM loses 8 `CreateAccessKey` responses (the key is created, the
+/// caller never sees it), answers 8 `CreateUser` with a 500 after creating the user,
+/// throttles 40 `AddUserToGroup` calls and fails 10 `ListAccessKeys`. Every user must end
+/// with exactly the key its Secret and status hold: each lost response costs exactly one
+/// extra creation and one deletion, and nothing else is created or deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_faults_leaves_no_orphaned_or_duplicate_key() {
+    const USERS: usize = 50;
+    const LOST_KEYS: u64 = 8;
+    let mut c = Case::new("cred-storm").await;
+    let faults = serde_json::json!([
+        {"action": "CreateAccessKey", "drop": "close", "count": LOST_KEYS},
+        {"action": "CreateUser", "drop": "500", "count": 8},
+        {"action": "AddUserToGroup", "code": "Throttling", "status": 400, "count": 40},
+        {"action": "ListAccessKeys", "code": "ServiceFailure", "status": 500, "count": 10},
+    ]);
+    reqwest::Client::new()
+        .post(format!("{}/_emulator/faults", c.emu.url))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    c.start(&[]);
+    let ns = c.ns.clone();
+    let mut manifest = format!(
+        "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamGroup\nmetadata: {{name: storm, namespace: {ns}}}\nspec: {{groupName: {ns}-storm}}\n"
+    );
+    for i in 0..USERS {
+        manifest.push_str(&format!(
+            "---\napiVersion: iam.kubeop.dev/v1alpha1\nkind: IamUser\nmetadata: {{name: storm-u{i:02}, namespace: {ns}}}\nspec:\n  groups: [{{groupRef: {{name: storm}}}}]\n  accessKey: {{enabled: true}}\n"
+        ));
+    }
+    c.apply(&manifest);
+    for i in 0..USERS {
+        c.wait_settled(&format!("storm-u{i:02}")).await;
+    }
+    // Every fault was served.
+    let remaining: serde_json::Value = reqwest::get(format!("{}/_emulator/faults", c.emu.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(remaining["faults"], serde_json::json!([]), "{remaining}");
+    // Let any sweep after the creations run, then check every user.
+    let mut problems = Vec::new();
+    for i in 0..USERS {
+        let name = format!("storm-u{i:02}");
+        if let Err(e) = c
+            .check_key_invariants(&name, &format!("{name}-aws-credentials"))
+            .await
+        {
+            problems.push(e);
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    let calls = c.emu.calls().await;
+    assert_eq!(
+        calls.get("CreateAccessKey").copied(),
+        Some(USERS as u64 + LOST_KEYS),
+        "one creation per user plus one per lost response: {calls:?}"
+    );
+    assert_eq!(
+        calls.get("DeleteAccessKey").copied(),
+        Some(LOST_KEYS),
+        "exactly the keys whose response was lost are deleted: {calls:?}"
+    );
+    let users = c.iam.list_users().send().await.unwrap();
+    assert_eq!(users.users().len(), USERS, "no duplicate user");
+    let log = c.logs();
+    assert!(
+        !log.contains("failed to add finalizer"),
+        "a reconcile worked from an outdated copy:\n{}",
+        log.lines()
+            .filter(|l| l.contains("finalizer"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
