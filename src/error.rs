@@ -69,7 +69,8 @@ fn kube_message(e: &kube::Error) -> String {
     }
 }
 
-fn namespace_terminating(s: &kube::core::Status) -> bool {
+/// Whether the API server refused a write because the namespace is being deleted.
+pub fn namespace_terminating(s: &kube::core::Status) -> bool {
     s.details
         .as_ref()
         .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))

@@ -982,6 +982,10 @@ async fn wait_aborted(c: &mut Case, failpoint: &str) {
     assert!(logs.contains(failpoint), "aborted elsewhere: {logs}");
 }
 
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the failpoints feature: cargo test --features failpoints"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_every_kill_point_leaves_no_orphan_and_a_working_secret() {
     use rand::Rng;
@@ -1300,7 +1304,50 @@ async fn retain_keeps_credentials_and_secrets() {
         caller_arn(&c.emu.url, &id, &key).await,
         Ok(format!("arn:aws:iam::{ACCOUNT}:user/kept"))
     );
-    c.finish().await;
+
+    // The namespace itself is deleted: its Secrets go with it, so nobody could hold the
+    // credentials any more. The user is retained; its keys and login profile are not.
+    c.create_user(
+        "orphaned",
+        &[],
+        &format!(
+            "  deletionPolicy: Retain
+{}  console:
+    enabled: true
+",
+            key_spec("")
+        ),
+    );
+    c.wait_settled("orphaned").await;
+    let id = c
+        .check_key_invariants("orphaned", "orphaned-aws-credentials")
+        .await
+        .unwrap();
+    c.cp.kubectl_ok(&["delete", "namespace", &c.ns, "--wait=false"]);
+    eventually("the namespace's IamUser deleted", || async {
+        c.users
+            .get_opt("orphaned")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    c.iam
+        .get_user()
+        .user_name("orphaned")
+        .send()
+        .await
+        .expect("IAM user retained");
+    assert_eq!(
+        c.keys("orphaned").await,
+        BTreeMap::new(),
+        "the key {id} that nobody can hold any more is deleted"
+    );
+    assert_eq!(login_profile(&c, "orphaned").await, None);
+    // The first user was released before: untouched.
+    assert_eq!(c.keys("kept").await.len(), 1);
+    c.stop();
 }
 
 /// The operator's documented IAM policy (docs/operator-iam-policy.json) is all it needs for

@@ -267,11 +267,39 @@ async fn sync_identity(
 /// The finalizer's IAM work, in the order IAM demands: keys, login profile, MFA devices,
 /// signing certificates, SSH keys, service credentials, groups, policies, the user. Works
 /// for users changed outside the operator too.
+///
+/// `Retain` keeps the IAM user with its groups and policies. Its credentials stay usable as
+/// long as someone can hold them: the Secrets are kept (no longer owned by the IamUser).
+/// When the whole namespace is being deleted the Secrets go with it, so the access keys and
+/// the login profile this resource created are deleted too: a credential nobody holds is
+/// only a liability.
 pub async fn cleanup(engine: &Engine, obj: &IamUser, secrets: &dyn SecretStore) -> Result<()> {
     if engine.deletion_policy(obj.spec.deletion_policy) != DeletionPolicy::Retain {
         delete_in_iam(engine, obj).await?;
+    } else if secrets.namespace_terminating().await? {
+        revoke_published_credentials(engine, obj).await?;
     }
     credentials::release(engine, obj, secrets).await
+}
+
+/// Deletes the keys and the login profile this resource created (and nothing else).
+async fn revoke_published_credentials(engine: &Engine, obj: &IamUser) -> Result<()> {
+    let status = obj.status.clone().unwrap_or_default();
+    let Some(info) = super::ours_to_delete(observe(engine, obj, &status).await)? else {
+        return Ok(());
+    };
+    if let Some(keys) = &status.access_key {
+        for id in [&keys.access_key_id, &keys.previous_access_key_id]
+            .into_iter()
+            .flatten()
+        {
+            gone(engine.iam.delete_access_key(&info.name, id).await)?;
+        }
+    }
+    if status.console.is_some() {
+        gone(engine.iam.delete_login_profile(&info.name).await)?;
+    }
+    Ok(())
 }
 
 async fn delete_in_iam(engine: &Engine, obj: &IamUser) -> Result<()> {

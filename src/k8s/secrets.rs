@@ -53,6 +53,8 @@ pub trait SecretStore: Send + Sync {
     async fn delete(&self, name: &str) -> Result<()>;
     /// Keeps the Secret but stops it being garbage-collected with the IamUser.
     async fn orphan(&self, name: &str) -> Result<()>;
+    /// Whether the namespace is being deleted, so that no Secret can be kept in it.
+    async fn namespace_terminating(&self) -> Result<bool>;
 }
 
 /// `namespace/name@resourceVersion` of the Secrets this operator just wrote, so that their
@@ -194,6 +196,31 @@ impl SecretStore for KubeSecrets {
             }
         }
         Ok(())
+    }
+
+    async fn namespace_terminating(&self) -> Result<bool> {
+        // The API server refuses any new object in a terminating namespace with the cause
+        // NamespaceTerminating; a dry-run create asks exactly that, with the RBAC the
+        // operator already has and without writing anything.
+        let probe = Secret {
+            metadata: ObjectMeta {
+                name: Some(format!("iam-operator-probe-{}", self.owner.uid)),
+                namespace: self.namespace.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let params = kube::api::PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        match self.api.create(&params, &probe).await {
+            Ok(_) => Ok(false),
+            Err(kube::Error::Api(s)) if crate::error::namespace_terminating(&s) => Ok(true),
+            // It exists (it never should): the namespace accepted it, so it is not ending.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn orphan(&self, name: &str) -> Result<()> {

@@ -110,6 +110,8 @@ pub struct MemorySecrets {
     pub secrets: Mutex<BTreeMap<String, StoredSecret>>,
     /// Names of Secrets that exist but belong to someone else.
     pub foreign: Mutex<Vec<String>>,
+    /// Whether the namespace is being deleted.
+    pub terminating: std::sync::atomic::AtomicBool,
 }
 
 impl MemorySecrets {
@@ -148,6 +150,9 @@ impl SecretStore for MemorySecrets {
     }
     async fn orphan(&self, _name: &str) -> Result<()> {
         Ok(())
+    }
+    async fn namespace_terminating(&self) -> Result<bool> {
+        Ok(self.terminating.load(std::sync::atomic::Ordering::SeqCst))
     }
 }
 
