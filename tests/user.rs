@@ -719,6 +719,34 @@ async fn same_user_name_in_two_namespaces_never_touches_the_first() {
     reconcile(&w, &mut a).await.unwrap();
 }
 
+/// IAM names are unique case-insensitively: `Carol` owned by one namespace is the user
+/// another namespace gets when it asks for `carol`, and it is never touched.
+#[tokio::test]
+async fn a_name_differing_only_in_case_is_the_same_user() {
+    let w = World::start().await;
+    let mut a = user_cr("team-a", "carol", "Carol");
+    a.spec.policies = vec![by_arn(READ_ONLY)];
+    reconcile(&w, &mut a).await.unwrap();
+    let tags_before = read::user_tags(&w.aws, "Carol").await;
+
+    let mut b = user_cr("team-b", "carol", "carol");
+    w.emulator.reset_calls().await;
+    let err = reconcile(&w, &mut b).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("owned by default/team-a/carol"),
+        "{err}"
+    );
+    assert!(writes(&w.emulator.calls().await).is_empty());
+    user::cleanup(&w.engine, &b, w.secrets.as_ref())
+        .await
+        .unwrap();
+    assert!(read::user_exists(&w.aws, "Carol").await);
+    assert_eq!(read::user_tags(&w.aws, "Carol").await, tags_before);
+    let users = w.aws.list_users().send().await.unwrap();
+    assert_eq!(users.users().len(), 1, "no second user beside Carol");
+}
+
 #[tokio::test]
 async fn path_outside_prefix_is_invalid_spec() {
     let w = World::with_settings(Settings {
