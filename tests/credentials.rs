@@ -1026,21 +1026,48 @@ async fn crash_at_every_kill_point_leaves_no_orphan_and_a_working_secret() {
         c.stop();
     }
 
-    // Kill loop: SIGKILL at random moments while rotations are requested.
+    // Kill loop: SIGKILL at a random moment while a rotation's CreateAccessKey is in
+    // flight (IAM answers it after 1 s here, and creates the key even when the caller is
+    // gone). Each kill waits for the rotation's intent in status, so every kill provably
+    // lands mid-reconcile; afterwards the status must still show the creation pending.
     let name = "crash-loop";
     let secret = "crash-loop-aws-credentials";
     c.create_user(name, &[], &spec);
-    let mut killed = 0;
-    for i in 0..10 {
+    c.start(&[]);
+    c.wait_settled(name).await;
+    c.stop();
+    const KILLS: u32 = 10;
+    reqwest::Client::new()
+        .post(format!("{}/_emulator/faults", c.emu.url))
+        .json(&serde_json::json!({"action": "CreateAccessKey", "delay_ms": 1000, "count": 1000}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let (mut killed, mut mid_reconcile) = (0, 0);
+    for i in 0..KILLS {
         c.annotate(name, ROTATE, &format!("loop-{i}")).await;
         c.start(&[]);
-        let delay = rand::rng().random_range(300..2000);
+        c.wait_user(name, "the rotation's intent in status", |u| {
+            key_status(u).creating_since.is_some()
+        })
+        .await;
+        let delay = rand::rng().random_range(0..800);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         if c.op.as_mut().unwrap().kill() {
             killed += 1;
         }
         c.op = None;
+        if key_status(&c.user(name).await).creating_since.is_some() {
+            mid_reconcile += 1;
+        }
     }
+    assert_eq!(
+        (killed, mid_reconcile),
+        (KILLS, KILLS),
+        "every kill must land while a key creation is in flight"
+    );
     tally.kill_points += killed;
     c.start(&[]);
     c.wait_settled(name).await;
