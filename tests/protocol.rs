@@ -8,7 +8,7 @@ mod support;
 use iam_operator::api::{
     AccessKeySpec, ConsoleSpec, IamUser, IamUserSpec, LocalObjectRef, PolicyAttachment,
 };
-use iam_operator::controller::{Reason, Synced, user};
+use iam_operator::controller::{Reason, Synced};
 use iam_operator::error::Error;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -41,19 +41,8 @@ fn user_cr(name: &str) -> IamUser {
     u
 }
 
-/// Runs one reconcile and stores the status on the object, as the runtime would.
 async fn reconcile(w: &World, u: &mut IamUser) -> Result<Synced, Error> {
-    let mut status = u.status.clone().unwrap_or_default();
-    let r = user::reconcile(
-        &w.engine,
-        u,
-        &mut status,
-        w.users_journal.as_ref(),
-        w.secrets.as_ref(),
-    )
-    .await;
-    u.status = Some(status);
-    r
+    support::reconcile_user(w, u).await
 }
 
 fn reasons(synced: &Synced) -> Vec<Reason> {

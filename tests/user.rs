@@ -111,19 +111,8 @@ fn user_cr(ns: &str, name: &str, iam_name: &str) -> IamUser {
     u
 }
 
-/// Runs one reconcile and stores the status on the object, as the runtime would.
 async fn reconcile(w: &World, u: &mut IamUser) -> Result<Synced, Error> {
-    let mut status = u.status.clone().unwrap_or_default();
-    let r = user::reconcile(
-        &w.engine,
-        u,
-        &mut status,
-        w.users_journal.as_ref(),
-        w.secrets.as_ref(),
-    )
-    .await;
-    u.status = Some(status);
-    r
+    support::reconcile_user(w, u).await
 }
 
 async fn create_group(w: &World, name: &str) {

@@ -1,15 +1,13 @@
 //! The objects a resource depends on (IamPolicy and IamGroup references in its namespace),
 //! read from the Kubernetes API.
 
+use super::NamespacedKind;
 use crate::api::{IamGroup, IamPolicy};
 use crate::error::{Error, Result};
 use crate::status::{ObjectStatus, READY};
 use async_trait::async_trait;
-use k8s_openapi::NamespaceResourceScope;
 use kube::api::Api;
 use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use std::fmt::Debug;
 
 /// Resolves references to other objects in the same namespace. Production reads them from
 /// the Kubernetes API; tests supply them directly.
@@ -48,13 +46,11 @@ pub fn ready_now<K: Resource>(obj: &K, status: Option<&impl ObjectStatus>) -> bo
         })
 }
 
-async fn get_dependency<K>(client: &Client, namespace: &str, name: &str) -> Result<K>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug,
-{
+async fn get_dependency<K: NamespacedKind>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<K> {
     let kind = K::kind(&());
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     api.get_opt(name).await?.ok_or_else(|| {

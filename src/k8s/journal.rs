@@ -5,15 +5,12 @@
 //! a conflict if the object changed in between. The reconcile then starts over from fresh
 //! state.
 
-use super::FIELD_MANAGER;
+use super::{FIELD_MANAGER, NamespacedKind};
 use crate::error::Result;
 use async_trait::async_trait;
-use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use std::fmt::Debug;
 use std::sync::Mutex;
 
 /// Where a reconcile records its status, intents included, before acting on them.
@@ -33,15 +30,7 @@ pub struct StatusWriter<K> {
     wrote: std::sync::atomic::AtomicBool,
 }
 
-impl<K> StatusWriter<K>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync,
-{
+impl<K: NamespacedKind> StatusWriter<K> {
     /// A writer fenced at the version of `obj`, the copy the reconcile works from.
     pub fn new(client: kube::Client, obj: &K) -> Self {
         Self {
@@ -63,16 +52,7 @@ where
 }
 
 #[async_trait]
-impl<K, S> Journal<S> for StatusWriter<K>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync,
-    S: Serialize + Sync,
-{
+impl<K: NamespacedKind, S: Serialize + Sync> Journal<S> for StatusWriter<K> {
     async fn record(&self, status: &S) -> Result<()> {
         let patch = serde_json::json!({
             "apiVersion": K::api_version(&()),

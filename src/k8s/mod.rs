@@ -13,3 +13,24 @@ pub use secrets::{KubeSecrets, OwnWrites, SecretData, SecretStore, StoredSecret}
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "iam-operator";
+
+/// A namespaced Kubernetes kind the adapters read and write.
+pub trait NamespacedKind:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+{
+}
+
+impl<K> NamespacedKind for K where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+{
+}

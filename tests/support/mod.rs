@@ -209,6 +209,25 @@ impl World {
     }
 }
 
+/// Runs one IamUser reconcile with this world's ports and stores the status on the object,
+/// as the runtime would.
+pub async fn reconcile_user(
+    w: &World,
+    u: &mut iam_operator::api::IamUser,
+) -> Result<iam_operator::controller::Synced> {
+    let mut status = u.status.clone().unwrap_or_default();
+    let r = iam_operator::controller::user::reconcile(
+        &w.engine,
+        u,
+        &mut status,
+        w.users_journal.as_ref(),
+        w.secrets.as_ref(),
+    )
+    .await;
+    u.status = Some(status);
+    r
+}
+
 /// A namespaced object with the given name, as the API server would hand it over.
 pub fn meta(ns: &str, name: &str) -> kube::api::ObjectMeta {
     kube::api::ObjectMeta {
