@@ -270,14 +270,47 @@ fn signal(pid: u32, sig: &str) {
     assert!(status.success(), "kill {sig} {pid}");
 }
 
+/// Whether every thread of process `pid` is stopped (state `T` in /proc).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks {
+        let Ok(task) = task else { return false };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            return false;
+        };
+        // "tid (comm) S ...": the state follows the last ')', as comm may hold anything.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if state != Some("T") {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 /// A process stopped with SIGSTOP; continued when dropped, so that a failing test still
 /// lets it take its SIGTERM.
 struct Stopped(Option<u32>);
 
 impl Stopped {
+    /// Sends SIGSTOP and returns once every thread of the process has stopped.
     fn stop(pid: u32) -> Stopped {
         signal(pid, "-STOP");
-        Stopped(Some(pid))
+        let stopped = Stopped(Some(pid));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} did not stop within 10s of SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stopped
     }
     fn resume(&mut self) {
         if let Some(pid) = self.0.take() {
@@ -308,6 +341,96 @@ fn writes_of(calls: &BTreeMap<String, BTreeMap<String, u64>>, key: &str) -> BTre
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// How many calls of `action` were signed with `key`.
+fn count_of(calls: &BTreeMap<String, BTreeMap<String, u64>>, key: &str, action: &str) -> u64 {
+    calls
+        .get(key)
+        .and_then(|actions| actions.get(action))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Makes the emulator answer the next call of `action`, whoever makes it, `delay` late. The
+/// call is counted when it arrives, before the wait, and IAM acts on it after the wait.
+async fn delay_next(emulator: &Emulator, action: &str, delay: Duration) {
+    let delay_ms = u64::try_from(delay.as_millis()).unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/_emulator/faults", emulator.url))
+        .json(&serde_json::json!({"action": action, "delay_ms": delay_ms, "count": 1}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+}
+
+/// The emulator's faults not used up yet.
+async fn pending_faults(emulator: &Emulator) -> Vec<serde_json::Value> {
+    let body: serde_json::Value = reqwest::get(format!("{}/_emulator/faults", emulator.url))
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["faults"].as_array().cloned().unwrap_or_default()
+}
+
+/// Polls every 10 ms until the emulator has counted more than `before` calls of `action`
+/// signed with `key`. Returns when the last poll that did not see the call started (or
+/// `since` if the first poll saw it): the call arrived after that.
+async fn call_arrived(
+    emulator: &Emulator,
+    key: &str,
+    action: &str,
+    before: u64,
+    since: Instant,
+    timeout: Duration,
+) -> Instant {
+    let deadline = Instant::now() + timeout;
+    let mut not_yet = since;
+    loop {
+        let asked = Instant::now();
+        if count_of(&emulator.calls_by_access_key().await, key, action) > before {
+            return not_yet;
+        }
+        not_yet = asked;
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {key} to call {action}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls the Lease every 10 ms until its record changes, and checks that the holder whose
+/// identity starts with `holder` renewed it. Returns when the last read that still saw the
+/// previous record started: the renewal was written after that.
+async fn next_renewal(leases: &Api<Lease>, holder: &str, timeout: Duration) -> Instant {
+    let deadline = Instant::now() + timeout;
+    let mut not_yet = Instant::now();
+    let before = leases.get("iam-operator").await.unwrap().metadata;
+    loop {
+        let asked = Instant::now();
+        let lease = leases.get("iam-operator").await.unwrap();
+        if lease.metadata.resource_version != before.resource_version {
+            let now = lease.spec.and_then(|s| s.holder_identity);
+            assert!(
+                now.as_deref().is_some_and(|h| h.starts_with(holder)),
+                "the lease changed hands to {now:?} instead of being renewed by {holder}"
+            );
+            return not_yet;
+        }
+        not_yet = asked;
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {holder} to renew the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn policy_manifest(ns: &str, action: &str) -> String {
@@ -348,12 +471,39 @@ async fn allowed_action(aws: &aws_sdk_iam::Client, arn: &str) -> String {
     doc["Statement"][0]["Action"].as_str().unwrap().to_string()
 }
 
-/// The scenario: leader A is paused (SIGSTOP) past its lease and, as a paused node
-/// often is, cut off from the API server; B takes over and applies a change; then A is
-/// resumed. A still has the old spec in its cache and its per-object resync is overdue, so
-/// it goes straight to IAM, and it cannot learn it lost the lease until its renewal times
-/// out. Only the write fence stands between it and undoing B's change; the emulator counts
-/// A's calls by its access key.
+fn apply_ok(cp: &ControlPlane, manifest: &str) {
+    let out = cp.apply(manifest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The operators' election timings: 4 s lease, 3 s renew deadline, 500 ms retry period.
+const OPERATOR_RETRY: Duration = Duration::from_millis(500);
+/// How late the emulator answers the call A is paused in; far longer than it takes to stop
+/// A once the call arrived, far shorter than A stays stopped.
+const HELD_ANSWER: Duration = Duration::from_secs(3);
+
+/// The scenario: leader A is paused (SIGSTOP) in the middle of a reconcile, after
+/// it decided to write to IAM and before it sent the write; B takes over and applies
+/// changes; then A resumes and carries on where it stopped.
+///
+/// A applies a changed document: it reads the current version, finds that it differs (so
+/// A has decided to write), lists the versions (to make room for the new one) and creates
+/// the new version. The emulator holds A's answer to that list for a while; A is stopped
+/// while it waits, so the answer lands in its socket while it is stopped, and on resume
+/// nothing but the write fence stands between A and a CreatePolicyVersion that would undo
+/// B's newer document. The emulator counts calls by access key, so A's calls are told
+/// apart from B's.
+///
+/// A is also cut off from the API server while stopped, as a paused node often is. That
+/// keeps it from learning through the API server that B holds the lease: its first renewal
+/// after resuming hangs until its attempt timeout (1.5 s) instead of ending A within a
+/// round trip, and its reconcile needs no API call between the answer and the write, so A
+/// provably gets to the write before it exits. For the same reason A is stopped between
+/// two renewals: a renewal under way when it stopped would time out the moment it resumed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes() {
     let cp = ControlPlane::shared();
@@ -367,6 +517,7 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
     let dir = tempfile::tempdir().unwrap();
     let via_relay = kubeconfig_via(&cp.kubeconfig, relay.addr, dir.path());
     let via_relay = via_relay.to_str().unwrap();
+    let retry = format!("{}ms", OPERATOR_RETRY.as_millis());
     let args = [
         "--watch-namespace",
         &ns,
@@ -378,11 +529,10 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
         "--leader-election-renew-deadline",
         "3s",
         "--leader-election-retry-period",
-        "500ms",
-        // Far shorter than the 1.5 s a renewal attempt may take: whatever A was doing when
-        // it stopped, a resync of the policy starts while its renewal still hangs.
+        &retry,
+        // The binary's default: no resync during the test, only spec changes start reconciles.
         "--resync-interval",
-        "250ms",
+        "1h",
     ];
 
     // A leads and creates the policy.
@@ -406,12 +556,7 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
         &args,
         &[("AWS_ACCESS_KEY_ID", "leaderB"), ("HOSTNAME", "leader-b")],
     );
-    let out = cp.apply(&policy_manifest(&ns, "s3:GetObject"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_ok(cp, &policy_manifest(&ns, "s3:GetObject"));
     let arn = wait_for("the policy to be Ready", Duration::from_secs(60), || {
         ready_arn(&policies, 1)
     })
@@ -431,11 +576,66 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
         Some(true)
     );
 
-    // A is paused and cut off; B takes over and applies a change made meanwhile.
+    // A starts applying a change and waits for the held answer to its ListPolicyVersions.
+    let lists_before = count_of(&calls, "leaderA", "ListPolicyVersions");
+    delay_next(&emulator, "ListPolicyVersions", HELD_ANSWER).await;
+    let changed = Instant::now();
+    apply_ok(cp, &policy_manifest(&ns, "s3:ListBucket"));
+    let asked_after = call_arrived(
+        &emulator,
+        "leaderA",
+        "ListPolicyVersions",
+        lists_before,
+        changed,
+        Duration::from_secs(60),
+    )
+    .await;
+    let pending = pending_faults(&emulator).await;
+    assert!(
+        pending.is_empty(),
+        "A's call did not take the delay: {pending:?}"
+    );
+    let calls = emulator.calls_by_access_key().await;
+    assert_eq!(
+        count_of(&calls, "leaderA", "ListPolicyVersions"),
+        lists_before + 1,
+        "{calls:?}"
+    );
+    assert_eq!(
+        count_of(&calls, "leaderB", "ListPolicyVersions"),
+        0,
+        "the held answer may have been B's: {calls:?}"
+    );
+
+    // A is stopped right after a renewal (its elector then sleeps a retry period), while
+    // the answer is still held, and cut off from the API server.
     let a_pid = a.pid().expect("A is running");
-    let mut stopped = Stopped::stop(a_pid);
-    relay.cut();
+    let (mut stopped, renewed_after) = loop {
+        assert!(
+            asked_after.elapsed() < HELD_ANSWER - OPERATOR_RETRY,
+            "found no moment between two renewals of A to stop it while its answer was held"
+        );
+        let renewed_after = next_renewal(&leases, "leader-a-", Duration::from_secs(10)).await;
+        // Time for A to take in the renewal's answer before it stops.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if renewed_after.elapsed() < OPERATOR_RETRY / 2 {
+            break (Stopped::stop(a_pid), renewed_after);
+        }
+    };
     let paused = Instant::now();
+    relay.cut();
+    assert!(
+        paused - renewed_after < OPERATOR_RETRY,
+        "A stopped {:?} after its last renewal, perhaps in the middle of the next",
+        paused - renewed_after
+    );
+    assert!(
+        paused - asked_after < HELD_ANSWER,
+        "A stopped {:?} after its ListPolicyVersions arrived, perhaps after the answer",
+        paused - asked_after
+    );
+
+    // B takes over and applies the change, then one more that A's pending write would undo.
     wait_for("B to take over", Duration::from_secs(60), || async {
         holder(&leases).await.filter(|h| h.starts_with("leader-b-"))
     })
@@ -447,25 +647,32 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
         "B took over {:?} after A stopped, before A's lease could run out",
         paused.elapsed()
     );
-    let out = cp.apply(&policy_manifest(&ns, "s3:ListBucket"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     wait_for("B to apply the change", Duration::from_secs(60), || {
         ready_arn(&policies, 2)
     })
     .await;
     assert_eq!(allowed_action(&aws, &arn).await, "s3:ListBucket");
+    apply_ok(cp, &policy_manifest(&ns, "s3:PutObject"));
+    wait_for(
+        "B to apply the next change",
+        Duration::from_secs(60),
+        || ready_arn(&policies, 3),
+    )
+    .await;
+    assert_eq!(allowed_action(&aws, &arn).await, "s3:PutObject");
     let calls = emulator.calls_by_access_key().await;
-    assert!(
-        writes_of(&calls, "leaderB").contains_key("CreatePolicyVersion"),
-        "B did not apply the change: {calls:?}"
+    assert_eq!(
+        count_of(&calls, "leaderB", "CreatePolicyVersion"),
+        2,
+        "B did not apply both changes: {calls:?}"
     );
     let a_writes_before = writes_of(&calls, "leaderA");
+    assert!(
+        paused.elapsed() > HELD_ANSWER,
+        "A's held answer may not have been sent before it resumes"
+    );
 
-    // A resumes: it must end without one more IAM write.
+    // A resumes inside its reconcile: the write it goes on to must be refused.
     stopped.resume();
     wait_for("A to exit", Duration::from_secs(60), || async {
         a.exited().then_some(())
@@ -486,7 +693,7 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
         logs.contains("lost the leader lease; exiting"),
         "A's log:\n{logs}"
     );
-    assert_eq!(allowed_action(&aws, &arn).await, "s3:ListBucket");
+    assert_eq!(allowed_action(&aws, &arn).await, "s3:PutObject");
     assert_eq!(
         holder(&leases).await.map(|h| h.starts_with("leader-b-")),
         Some(true)
