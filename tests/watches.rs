@@ -417,7 +417,9 @@ async fn lost_secret_is_replaced_and_its_key_deleted_through_the_secret_watch() 
 }
 
 /// Publishing an access key writes a Secret the operator watches; that write of its own,
-/// and the user's own status writes, must not wake the user again.
+/// and the user's own status writes, must not wake the user again. (A Secret event that
+/// reaches the watch before the write's own response has been recorded is not recognised
+/// as the operator's own: that race shows here as a third reconcile.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_secret_and_status_writes_wake_no_second_reconcile() {
     let env = Env::start("own-writes").await;
