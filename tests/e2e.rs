@@ -274,75 +274,6 @@ spec:
     );
 }
 
-/// A user whose group does not exist yet says so in its Ready condition, and becomes Ready
-/// as soon as the group is there, driven by the watch rather than a periodic retry.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dependency_not_ready_then_converges() {
-    let cp = ControlPlane::shared();
-    let emulator = Emulator::start();
-    let aws = aws_sdk_iam::Client::new(&support::sdk_config(&emulator.url));
-    let ns = cp.namespace("dep");
-    let op = Operator::start(cp, &emulator.url, &["--watch-namespace", &ns], &[]);
-    let (group, user) = (format!("{ns}-late"), format!("{ns}-dave"));
-    apply_ok(
-        cp,
-        &format!(
-            r#"apiVersion: iam.kubeop.dev/v1alpha1
-kind: IamUser
-metadata: {{name: dave, namespace: {ns}}}
-spec:
-  userName: {user}
-  groups: [{{groupRef: {{name: late-group}}}}]
-"#
-        ),
-    );
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ready = loop {
-        let ready = ready_condition(cp, &ns, "iamuser", "dave");
-        if ready.as_ref().is_some_and(|c| c["status"] == "False") || Instant::now() > deadline {
-            break ready;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let seen_waiting = Instant::now();
-    let ready = ready.unwrap_or_else(|| {
-        panic!(
-            "no Ready condition on the user after 60s (operator exited: {})\n{}",
-            op.exited(),
-            tail(&op.logs(), 60)
-        )
-    });
-    assert_eq!(ready["status"], "False", "{ready}");
-    assert_eq!(ready["reason"], "DependencyNotReady", "{ready}");
-    let message = ready["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("IamGroup") && message.contains("late-group"),
-        "the message should name the missing group: {message}"
-    );
-
-    apply_ok(
-        cp,
-        &format!(
-            r#"apiVersion: iam.kubeop.dev/v1alpha1
-kind: IamGroup
-metadata: {{name: late-group, namespace: {ns}}}
-spec:
-  groupName: {group}
-"#
-        ),
-    );
-    // The operator re-checks a waiting object on its own only after 60s; the user must be
-    // Ready well before that, so it was the group's arrival that woke it up.
-    let budget = Duration::from_secs(50).saturating_sub(seen_waiting.elapsed());
-    wait_ready(cp, &op, &ns, &["iamuser/dave"], budget.as_secs().max(1));
-    assert_eq!(
-        read::group_members(&aws, &group).await,
-        BTreeSet::from([user.clone()])
-    );
-    cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
-}
-
 /// IAM groups carry no tags, so the operator asks the API server which IamGroup manages a
 /// group: one in another namespace cannot adopt it, even with the adopt annotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,15 +376,38 @@ spec:
         ),
     );
     wait_ready(cp, &op, &ns, &["iamgroup/devs", "iamuser/erin"], 60);
-    // Let the scan absorb the operator's own changes, then watch a quiet period.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // A scan sees the operator's own changes once and wakes their objects, which then find
+    // IAM as they want it. Those reconciles have run once a window of two whole scan
+    // periods passes without one; only then does the quiet period start.
+    let reconciles = || op.reconciles("IamGroup") + op.reconciles("IamUser");
+    let settled_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = reconciles();
+        let scans = scans_served(&emulator).await;
+        wait_for_scans(&op, &emulator, scans + 3, settled_by).await;
+        if reconciles() == before {
+            break;
+        }
+        assert!(
+            Instant::now() < settled_by,
+            "the operator never stopped reconciling after its objects were Ready\n{}",
+            tail(&op.logs(), 40)
+        );
+    }
+    // The quiet period: two whole scan periods with nothing changed, in IAM or Kubernetes.
+    let before = reconciles();
     emulator.reset_calls().await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_for_scans(&op, &emulator, 3, Instant::now() + Duration::from_secs(30)).await;
     let quiet = emulator.calls().await;
     assert_eq!(
         quiet.keys().map(String::as_str).collect::<Vec<_>>(),
         ["GetAccountAuthorizationDetails"],
         "between scans only the bulk read: {quiet:?}"
+    );
+    assert_eq!(
+        reconciles(),
+        before,
+        "a scan that found no drift woke an object"
     );
 
     aws.detach_group_policy()
@@ -769,6 +723,33 @@ spec:
 
 // ---------------------------------------------------------------------------------------
 // Helpers
+
+/// Drift scans the emulator has served (one GetAccountAuthorizationDetails page each)
+/// since its calls were last reset.
+async fn scans_served(emulator: &Emulator) -> u64 {
+    emulator
+        .calls()
+        .await
+        .get("GetAccountAuthorizationDetails")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Waits until the emulator has served `count` drift scans; fails at `deadline`.
+async fn wait_for_scans(op: &Operator, emulator: &Emulator, count: u64, deadline: Instant) {
+    loop {
+        let served = scans_served(emulator).await;
+        if served >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{served} of {count} drift scans served by the deadline\n{}",
+            tail(&op.logs(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();

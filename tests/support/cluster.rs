@@ -2,11 +2,17 @@
 //! modules by `scripts/build-tools.sh`) shared by the tests of one test binary, plus the
 //! operator binary run as a separate process, as a user would run it.
 
-use super::emulator::repo_root;
-use std::io::{BufRead, BufReader};
+use super::emulator::{first_line_within, repo_root};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long the control plane may take to report READY.
+const CONTROL_PLANE_START: Duration = Duration::from_secs(300);
+/// How long a stopped operator may take to exit before it is killed.
+const OPERATOR_STOP: Duration = Duration::from_secs(30);
 
 /// Where `scripts/build-tools.sh` puts control-plane, kubectl and helm.
 pub fn tool(name: &str) -> PathBuf {
@@ -69,10 +75,8 @@ impl ControlPlane {
                 &[("TIED_CLEANUP", dir.to_str().unwrap())],
                 Stdio::piped(),
             );
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
+            let line = first_line_within(child.stdout.take().unwrap(), CONTROL_PLANE_START)
+                .unwrap_or_else(|why| panic!("the control plane did not start: {why}"));
             let kubeconfig = PathBuf::from(
                 line.trim()
                     .strip_prefix("READY ")
@@ -132,7 +136,6 @@ impl ControlPlane {
 
     /// kubectl apply of a manifest given as text.
     pub fn apply(&self, manifest: &str) -> Output {
-        use std::io::Write;
         let mut child = Command::new(tool("kubectl"))
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -197,8 +200,6 @@ impl Operator {
             "127.0.0.1:0",
             "--health-probe-bind-address",
             "127.0.0.1:0",
-            "--resync-interval",
-            "30s",
         ];
         args.extend_from_slice(extra_args);
         let kubeconfig = cp.kubeconfig.to_str().unwrap().to_string();
@@ -253,16 +254,133 @@ impl Operator {
         killed
     }
 
-    /// Stops the operator (SIGTERM through the wrapper) and waits for it.
+    /// Stops the operator (SIGTERM through the wrapper) and waits for it; one that has not
+    /// exited within 30 s is killed (SIGKILL) and that is logged.
     pub fn stop(&mut self) {
         drop(self.child.stdin.take());
+        let deadline = Instant::now() + OPERATOR_STOP;
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                eprintln!("the operator did not stop within {OPERATOR_STOP:?}; killing it");
+                if let Some(pid) = self.pid() {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.wait();
+    }
+
+    /// The operator's Prometheus metrics, read from the port it listens on (found through
+    /// /proc, as the tests let it pick a free one). `None` until it serves them.
+    pub fn metrics(&self) -> Option<String> {
+        let port = self.listening_ports().into_iter().next()?;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let status = head.lines().next()?;
+        if status.split_whitespace().nth(1) != Some("200") {
+            return None;
+        }
+        Some(body.to_string())
+    }
+
+    /// Reconciles of `kind` the operator has finished so far (every outcome), from its
+    /// `iam_operator_reconcile_duration_seconds` histogram; waits up to 30 s for the
+    /// metrics endpoint.
+    pub fn reconciles(&self, kind: &str) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let metrics = loop {
+            if let Some(m) = self.metrics() {
+                break m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the operator served no metrics within 30s (exited: {})",
+                self.exited()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let series = format!("iam_operator_reconcile_duration_seconds_count{{kind=\"{kind}\"}}");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map_or(0, |v| v.trim().parse().unwrap_or(0))
+    }
+
+    /// TCP ports the operator process listens on.
+    fn listening_ports(&self) -> Vec<u16> {
+        let Some(pid) = self.pid() else {
+            return Vec::new();
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return Vec::new();
+        };
+        let sockets: std::collections::HashSet<String> = fds
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter_map(|target| {
+                let target = target.to_string_lossy().into_owned();
+                Some(
+                    target
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .to_string(),
+                )
+            })
+            .collect();
+        let mut ports = Vec::new();
+        for table in ["tcp", "tcp6"] {
+            let text =
+                std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the inode.
+                if fields.len() > 9
+                    && fields[3] == "0A"
+                    && sockets.contains(fields[9])
+                    && let Some(port) = fields[1]
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                {
+                    ports.push(port);
+                }
+            }
+        }
+        ports
     }
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
         self.stop();
+        // A failing test keeps what explains it: the end of the operator's log.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- operator log {} (last {LOG_TAIL} lines) ---\n{}\n--- end of operator log ---",
+                self.log.display(),
+                tail(&self.logs(), LOG_TAIL)
+            );
+        }
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// Lines of a log a failing test prints.
+pub const LOG_TAIL: usize = 200;
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
