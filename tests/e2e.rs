@@ -442,6 +442,10 @@ spec:
 
 /// Groups cannot be tagged: killed right after CreateGroup, the operator must still know
 /// the group as its own when it comes back (the intent was recorded in status first).
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the failpoints feature: cargo test --features failpoints"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_created_just_before_a_crash_is_still_ours() {
     let cp = ControlPlane::shared();

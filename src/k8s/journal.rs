@@ -8,8 +8,8 @@
 use super::{FIELD_MANAGER, NamespacedKind};
 use crate::error::Result;
 use async_trait::async_trait;
-use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 use std::sync::Mutex;
 

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Label selector of the Secrets the operator writes.
@@ -57,37 +57,56 @@ pub trait SecretStore: Send + Sync {
     async fn namespace_terminating(&self) -> Result<bool>;
 }
 
-/// `namespace/name@resourceVersion` of the Secrets this operator just wrote, so that their
-/// watch events wake nobody: the reconcile that wrote them already accounts for them.
+/// Annotation carrying the id of the operator's write that produced a Secret's version.
+const WRITE_ID: &str = "iam.kubeop.dev/write-id";
+
+/// The Secret writes this operator just made, so that their watch events wake nobody: the
+/// reconcile that wrote them already accounts for them. Each write carries a fresh id in
+/// an annotation, registered *before* the write is sent, because the watch event can arrive
+/// before the write's response does; once the response is in, its `resourceVersion` is
+/// recorded too, so a later edit that kept the annotation is not mistaken for the write.
 #[derive(Default)]
-pub struct OwnWrites(Mutex<HashSet<String>>);
+pub struct OwnWrites(Mutex<HashMap<String, Option<String>>>);
 
 impl OwnWrites {
-    fn remember(&self, version: String) {
+    fn begin(&self, id: &str) {
         if let Ok(mut own) = self.0.lock() {
             // Events can be missed (a relist shows only the latest version); stay bounded.
             if own.len() > 10_000 {
                 own.clear();
             }
-            own.insert(version);
+            own.insert(id.to_string(), None);
+        }
+    }
+
+    fn written(&self, id: &str, resource_version: Option<String>) {
+        if let Ok(mut own) = self.0.lock()
+            && let Some(rv) = own.get_mut(id)
+        {
+            *rv = resource_version;
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut own) = self.0.lock() {
+            own.remove(id);
         }
     }
 
     /// Whether this event shows a Secret exactly as this operator wrote it (consumed once).
     pub fn is_own(&self, meta: &ObjectMeta) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|mut own| own.remove(&version(meta)))
+        let Some(id) = meta.annotations.as_ref().and_then(|a| a.get(WRITE_ID)) else {
+            return false;
+        };
+        let Ok(mut own) = self.0.lock() else {
+            return false;
+        };
+        match own.get(id) {
+            Some(Some(rv)) if Some(rv) != meta.resource_version.as_ref() => false,
+            Some(_) => own.remove(id).is_some(),
+            None => false,
+        }
     }
-}
-
-fn version(meta: &ObjectMeta) -> String {
-    format!(
-        "{}/{}@{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default(),
-        meta.resource_version.as_deref().unwrap_or_default()
-    )
 }
 
 /// The Kubernetes Secrets of one IamUser, owned by it (owner reference with its uid).
@@ -152,12 +171,17 @@ impl SecretStore for KubeSecrets {
     }
 
     async fn put(&self, name: &str, secret: &StoredSecret, dry_run: bool) -> Result<()> {
+        let write_id = format!("{:016x}", rand::random::<u64>());
+        let mut annotations = secret.annotations.clone();
+        if !dry_run {
+            annotations.insert(WRITE_ID.to_string(), write_id.clone());
+        }
         let rendered = Secret {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: self.namespace.clone(),
                 labels: Some([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())].into()),
-                annotations: Some(secret.annotations.clone()),
+                annotations: Some(annotations),
                 owner_references: Some(vec![self.owner.clone()]),
                 ..Default::default()
             },
@@ -180,11 +204,22 @@ impl SecretStore for KubeSecrets {
         if dry_run {
             params = params.dry_run();
         }
-        let written = self.api.patch(name, &params, &Patch::Apply(&body)).await?;
-        if !dry_run {
-            self.own_writes.remember(version(&written.metadata));
+        if dry_run {
+            self.api.patch(name, &params, &Patch::Apply(&body)).await?;
+            return Ok(());
         }
-        Ok(())
+        self.own_writes.begin(&write_id);
+        match self.api.patch(name, &params, &Patch::Apply(&body)).await {
+            Ok(written) => {
+                self.own_writes
+                    .written(&write_id, written.metadata.resource_version);
+                Ok(())
+            }
+            Err(e) => {
+                self.own_writes.forget(&write_id);
+                Err(e.into())
+            }
+        }
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
@@ -237,6 +272,31 @@ impl SecretStore for KubeSecrets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn meta(id: Option<&str>, rv: &str) -> ObjectMeta {
+        ObjectMeta {
+            annotations: id.map(|id| [(WRITE_ID.to_string(), id.to_string())].into()),
+            resource_version: Some(rv.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn own_writes_are_recognised_even_before_their_response_and_only_once() {
+        let own = OwnWrites::default();
+        own.begin("a");
+        // The watch event arrives before the write's response.
+        assert!(own.is_own(&meta(Some("a"), "7")));
+        assert!(!own.is_own(&meta(Some("a"), "7")), "consumed once");
+        // After the response: only that version is the write; an edit keeping the
+        // annotation is not.
+        own.begin("b");
+        own.written("b", Some("9".into()));
+        assert!(!own.is_own(&meta(Some("b"), "10")));
+        assert!(own.is_own(&meta(Some("b"), "9")));
+        assert!(!own.is_own(&meta(None, "9")));
+        assert!(!own.is_own(&meta(Some("unknown"), "9")));
+    }
 
     #[test]
     fn secret_data_debug_shows_keys_only() {
