@@ -6,6 +6,7 @@ pub mod controller;
 pub mod crds;
 pub mod document;
 pub mod error;
+pub mod escalation;
 pub mod failpoint;
 pub mod iam;
 pub mod k8s;
