@@ -44,6 +44,10 @@ struct Args {
     /// Glob of policy ARNs that may never be attached (repeatable, comma-separated in env).
     #[arg(long, env = "IAM_OPERATOR_DENY_POLICY_ARN", value_delimiter = ',')]
     deny_policy_arn: Vec<String>,
+    /// Let namespaces that no IamTenancyPolicy selects adopt existing users and policies
+    /// that an administrator tagged `iam.kubeop.dev/adoptable-by=<cluster>/<namespace>`.
+    #[arg(long, env = "IAM_OPERATOR_ALLOW_ADOPTION")]
+    allow_adoption: bool,
     /// Deletion policy of resources that do not set spec.deletionPolicy.
     #[arg(
         long,
@@ -176,6 +180,7 @@ async fn start(mut args: Args) -> Result<(), String> {
             DeletionPolicyArg::Retain => DeletionPolicy::Retain,
         },
         resync_interval: args.resync_interval.into(),
+        allow_adoption: args.allow_adoption,
     };
     if !settings.iam_path_prefix.starts_with('/') || !settings.iam_path_prefix.ends_with('/') {
         return Err("--iam-path-prefix must start and end with '/'".into());

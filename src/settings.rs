@@ -13,6 +13,9 @@ pub struct Settings {
     pub deny_policy_arns: DenyList,
     pub default_deletion_policy: DeletionPolicy,
     pub resync_interval: Duration,
+    /// Whether namespaces no IamTenancyPolicy selects may adopt entities tagged adoptable
+    /// by them (`--allow-adoption`).
+    pub allow_adoption: bool,
 }
 
 impl Default for Settings {
@@ -24,6 +27,7 @@ impl Default for Settings {
             deny_policy_arns: DenyList::default(),
             default_deletion_policy: DeletionPolicy::Delete,
             resync_interval: Duration::from_secs(600),
+            allow_adoption: false,
         }
     }
 }

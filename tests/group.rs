@@ -333,7 +333,19 @@ async fn existing_group_needs_adoption_and_is_never_shared() {
     let err = reconcile(&w, &mut g).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
     assert_eq!(err.severity(), Severity::Stalled);
-    assert!(err.to_string().contains(ADOPT_ANNOTATION), "{err}");
+    assert!(
+        err.to_string().contains("not managed by this resource"),
+        "{err}"
+    );
+    // The annotation alone is a request, not consent: with the flags, no adoption.
+    annotate_adopt(&mut g);
+    let err = reconcile(&w, &mut g).await.unwrap_err();
+    assert!(err.to_string().contains("adoption is not allowed"), "{err}");
+    // Adoption allowed, but groups carry no consent tag: only allowedGroups consents.
+    w.tenancy(json!({"namespaceSelector": {}, "path": "/", "adoption": true}));
+    let err = reconcile(&w, &mut g).await.unwrap_err();
+    assert!(err.to_string().contains("allowedGroups"), "{err}");
+    g.metadata.annotations = None;
     // Not modified, not recorded as ours, and deleting the CR leaves it.
     assert!(read::group_policies(&w.aws, "legacy").await.is_empty());
     assert_eq!(read::group_inline(&w.aws, "legacy").await, set(&["old"]));
@@ -342,7 +354,13 @@ async fn existing_group_needs_adoption_and_is_never_shared() {
     assert!(read::group_exists(&w.aws, "legacy").await);
     assert_eq!(read::group_inline(&w.aws, "legacy").await, set(&["old"]));
 
-    // With the annotation it is adopted and converges to the spec.
+    // With the annotation, adoption allowed and the group listed, it is adopted and
+    // converges to the spec.
+    w.tenancy(
+        json!({"namespaceSelector": {}, "path": "/", "adoption": true,
+        "allowedGroups": ["legacy", "admins"],
+        "allowedPolicyArns": [READ_ONLY]}),
+    );
     annotate_adopt(&mut g);
     reconcile(&w, &mut g).await.unwrap();
     assert!(g.status.as_ref().unwrap().group_id.is_some());
@@ -484,7 +502,7 @@ async fn path_outside_prefix_is_invalid_spec() {
 }
 
 #[tokio::test]
-async fn denied_policy_is_invalid_spec() {
+async fn denied_policy_is_refused_and_detached() {
     let w = World::with_settings(Settings {
         deny_policy_arns: DenyList::new(&[ADMIN.into()]).unwrap(),
         ..Settings::default()
@@ -500,15 +518,33 @@ async fn denied_policy_is_invalid_spec() {
             .contains(&format!("--deny-policy-arn {ADMIN}")),
         "{err}"
     );
-    // Nothing was granted: the group was not even created.
-    assert!(!read::group_exists(&w.aws, "admins").await);
+    // The allowed part is granted, the denied policy never.
+    assert_eq!(
+        read::group_policies(&w.aws, "admins").await,
+        set(&[READ_ONLY])
+    );
+
+    // Attached out of band, a denied policy is detached, not left in place.
+    w.aws
+        .attach_group_policy()
+        .group_name("admins")
+        .policy_arn(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let err = reconcile(&w, &mut g).await.unwrap_err();
+    assert_eq!(err.reason(), "InvalidSpec");
+    assert_eq!(
+        read::group_policies(&w.aws, "admins").await,
+        set(&[READ_ONLY])
+    );
 
     // A denied policy that reaches the group through a policyRef is refused too.
     w.deps.policy("team-a", "admin", ADMIN);
     g.spec.policies = vec![by_ref("admin")];
     let err = reconcile(&w, &mut g).await.unwrap_err();
     assert_eq!(err.reason(), "InvalidSpec");
-    assert!(!read::group_exists(&w.aws, "admins").await);
+    assert!(read::group_policies(&w.aws, "admins").await.is_empty());
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 
 mod support;
 
-use iam_operator::api::{ADOPT_ANNOTATION, DeletionPolicy, IamPolicy, IamPolicySpec, OWNER_TAG};
+use iam_operator::api::{
+    ADOPT_ANNOTATION, ADOPTABLE_BY_TAG, DeletionPolicy, IamPolicy, IamPolicySpec, OWNER_TAG,
+};
 use iam_operator::controller::policy;
 use iam_operator::error::Error;
 use iam_operator::settings::Settings;
@@ -181,16 +183,39 @@ async fn existing_policy_needs_adoption_and_foreign_owner_is_never_taken() {
     let mut p = policy_cr("taken");
     let err = reconcile(&w, &mut p).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
-    assert!(err.to_string().contains(ADOPT_ANNOTATION));
-    // The conflicting policy was not modified.
-    let v = versions(&w, "arn:aws:iam::123456789012:policy/taken").await;
-    assert_eq!(v.len(), 1);
-
-    // With the annotation it is adopted: document and tags converge.
+    assert!(
+        err.to_string().contains("not managed by this resource"),
+        "{err}"
+    );
+    // The annotation is a request; it needs adoption allowed and an administrator's tag.
     p.metadata
         .annotations
         .get_or_insert_default()
         .insert(ADOPT_ANNOTATION.into(), "true".into());
+    let err = reconcile(&w, &mut p).await.unwrap_err();
+    assert!(err.to_string().contains("adoption is not allowed"), "{err}");
+    w.tenancy(json!({"namespaceSelector": {}, "path": "/", "adoption": true}));
+    let err = reconcile(&w, &mut p).await.unwrap_err();
+    assert!(err.to_string().contains("must tag it"), "{err}");
+    // The conflicting policy was not modified.
+    let arn = "arn:aws:iam::123456789012:policy/taken";
+    let v = versions(&w, arn).await;
+    assert_eq!(v.len(), 1);
+
+    // Tagged adoptable by this namespace, it is adopted: document and tags converge.
+    w.aws
+        .tag_policy()
+        .policy_arn(arn)
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(ADOPTABLE_BY_TAG)
+                .value("default/team-a")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
     reconcile(&w, &mut p).await.unwrap();
     let arn = p.status.as_ref().unwrap().arn.clone().unwrap();
     assert_eq!(versions(&w, &arn).await.len(), 2);

@@ -115,6 +115,23 @@ async fn reconcile(w: &World, u: &mut IamUser) -> Result<Synced, Error> {
     support::reconcile_user(w, u).await
 }
 
+/// An administrator's consent in IAM: the user may be adopted by `namespace`.
+async fn tag_adoptable(w: &World, user: &str, by: &str) {
+    w.aws
+        .tag_user()
+        .user_name(user)
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(iam_operator::api::ADOPTABLE_BY_TAG)
+                .value(by)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 async fn create_group(w: &World, name: &str) {
     w.aws.create_group().group_name(name).send().await.unwrap();
 }
@@ -434,6 +451,7 @@ async fn permissions_boundary_set_changed_reverted_and_removed() {
 async fn required_permissions_boundary_is_enforced() {
     let w = World::with_settings(Settings {
         required_permissions_boundary: Some(POWER_USER.into()),
+        allow_adoption: true,
         ..Settings::default()
     })
     .await;
@@ -475,6 +493,7 @@ async fn required_permissions_boundary_is_enforced() {
 
     // A pre-existing user without a boundary gets it on adoption.
     w.aws.create_user().user_name("bob").send().await.unwrap();
+    tag_adoptable(&w, "bob", "default/team-a").await;
     let mut bob = user_cr("team-a", "bob", "bob");
     bob.metadata
         .annotations
@@ -504,7 +523,11 @@ async fn denied_policies_are_refused_directly_and_through_groups() {
             .contains(&format!("--deny-policy-arn {ADMIN}")),
         "{err}"
     );
-    assert!(!read::user_exists(&w.aws, "alice").await);
+    // The allowed part is granted, the denied policy never.
+    assert_eq!(
+        read::user_policies(&w.aws, "alice").await,
+        set(&[READ_ONLY])
+    );
 
     // A group not managed here that grants the denied policy is refused too.
     create_group(&w, "admins").await;
@@ -588,8 +611,12 @@ async fn missing_dependencies_wait_then_converge() {
 }
 
 #[tokio::test]
-async fn existing_user_needs_adoption() {
-    let w = World::start().await;
+async fn existing_user_needs_adoption_with_consent() {
+    let w = World::with_settings(Settings {
+        allow_adoption: true,
+        ..Settings::default()
+    })
+    .await;
     w.aws
         .create_user()
         .user_name("legacy")
@@ -607,7 +634,10 @@ async fn existing_user_needs_adoption() {
     let err = reconcile(&w, &mut u).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
     assert_eq!(err.severity(), Severity::Stalled);
-    assert!(err.to_string().contains(ADOPT_ANNOTATION), "{err}");
+    assert!(
+        err.to_string().contains("not managed by this resource"),
+        "{err}"
+    );
     // Not modified, and deleting the CR leaves it.
     assert!(read::user_tags(&w.aws, "legacy").await.is_empty());
     assert_eq!(
@@ -623,7 +653,17 @@ async fn existing_user_needs_adoption() {
         .annotations
         .get_or_insert_default()
         .insert(ADOPT_ANNOTATION.into(), "true".into());
+    // The annotation is a request: without an administrator's consent tag in IAM, nothing.
+    let err = reconcile(&w, &mut u).await.unwrap_err();
+    assert!(err.to_string().contains("must tag it"), "{err}");
+    assert!(read::user_tags(&w.aws, "legacy").await.is_empty());
+    // Consent for another namespace is no consent for this one.
+    tag_adoptable(&w, "legacy", "default/team-b").await;
+    let err = reconcile(&w, &mut u).await.unwrap_err();
+    assert!(err.to_string().contains("must tag it"), "{err}");
+    tag_adoptable(&w, "legacy", "default/team-a").await;
     reconcile(&w, &mut u).await.unwrap();
+    // The consent tag is consumed: the user's tags are the spec's and the owner tag.
     assert_eq!(
         read::user_tags(&w.aws, "legacy").await,
         map(&[("team", "a"), (OWNER_TAG, "default/team-a/legacy")])
@@ -639,6 +679,7 @@ async fn existing_user_needs_adoption() {
         .send()
         .await
         .unwrap();
+    tag_adoptable(&w, "root-admin", "default/team-a").await;
     let mut admin = user_cr("team-a", "root-admin", "root-admin");
     admin
         .metadata
@@ -648,7 +689,11 @@ async fn existing_user_needs_adoption() {
     let err = reconcile(&w, &mut admin).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
     assert!(err.to_string().contains("/admins/"), "{err}");
-    assert!(read::user_tags(&w.aws, "root-admin").await.is_empty());
+    assert!(
+        !read::user_tags(&w.aws, "root-admin")
+            .await
+            .contains_key(OWNER_TAG)
+    );
     user::cleanup(&w.engine, &admin, w.secrets.as_ref())
         .await
         .unwrap();

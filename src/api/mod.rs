@@ -4,11 +4,13 @@
 mod common;
 mod group;
 mod policy;
+mod tenancy;
 mod user;
 
 pub use common::*;
 pub use group::*;
 pub use policy::*;
+pub use tenancy::*;
 pub use user::*;
 
 /// API group of every kind.
@@ -23,3 +25,6 @@ pub const ROTATE_KEY_ANNOTATION: &str = "iam.kubeop.dev/rotate-access-key";
 pub const RESET_PASSWORD_ANNOTATION: &str = "iam.kubeop.dev/reset-console-password";
 /// IAM tag that records which CR owns an IAM user or policy.
 pub const OWNER_TAG: &str = "iam.kubeop.dev/owner";
+/// IAM tag by which an administrator consents to an existing user or policy being adopted
+/// by one namespace: `<cluster>/<namespace>`.
+pub const ADOPTABLE_BY_TAG: &str = "iam.kubeop.dev/adoptable-by";

@@ -1,7 +1,8 @@
 //! IamGroup: a group with exclusive managed and inline policies.
 
-use super::{Engine, Reason, Synced, adopt_allowed, check_adopted_path, permissions};
-use crate::api::{ADOPT_ANNOTATION, DeletionPolicy, IamGroup, IamGroupStatus};
+use super::tenancy::Tenancy;
+use super::{Engine, Reason, Synced, adopt_requested, check_adopted_path, permissions};
+use crate::api::{DeletionPolicy, IamGroup, IamGroupStatus};
 use crate::error::{Error, Result};
 use crate::iam::{GroupInfo, Principal, gone, optional};
 use crate::k8s::Journal;
@@ -11,9 +12,12 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
 /// Groups cannot be tagged, so ownership is the group id recorded in status, or, after a
-/// creation interrupted before the id was recorded, the intent recorded before it.
+/// creation interrupted before the id was recorded, the intent recorded before it. With a
+/// tenancy (reconciling), a group may also be adopted with its consent; without (cleaning
+/// up), only this resource's own group is found.
 async fn observe(
     engine: &Engine,
+    tenancy: Option<&Tenancy>,
     obj: &IamGroup,
     status: &IamGroupStatus,
 ) -> Result<Option<GroupInfo>> {
@@ -29,25 +33,32 @@ async fn observe(
         .as_ref()
         .is_some_and(|since| info.created >= since.0 - skew);
     if known {
-        Ok(Some(info))
-    } else if adopt_allowed(obj) || interrupted {
-        check_adopted_path("group", &name, &info.path, &obj.spec.path)?;
-        let namespace = obj.namespace().unwrap_or_default();
-        if let Some(owner) = engine
-            .deps
-            .group_claimed_by(&info.id, &namespace, &obj.name_any())
-            .await?
-        {
-            return Err(Error::NameConflict(format!(
-                "IAM group {name} is managed by IamGroup {owner}; choose another name"
-            )));
-        }
-        Ok(Some(info))
-    } else {
-        Err(Error::NameConflict(format!(
-            "IAM group {name} already exists and is not managed by this resource; set the annotation {ADOPT_ANNOTATION}: \"true\" to take it over, or choose another name"
-        )))
+        return Ok(Some(info));
     }
+    if !interrupted {
+        match tenancy {
+            Some(t) => t
+                .check_group_adoption(&name, adopt_requested(obj))
+                .map_err(Error::NameConflict)?,
+            None => {
+                return Err(Error::NameConflict(format!(
+                    "IAM group {name} is not managed by this resource"
+                )));
+            }
+        }
+    }
+    check_adopted_path("group", &name, &info.path, &obj.spec.path)?;
+    let namespace = obj.namespace().unwrap_or_default();
+    if let Some(owner) = engine
+        .deps
+        .group_claimed_by(&info.id, &namespace, &obj.name_any())
+        .await?
+    {
+        return Err(Error::NameConflict(format!(
+            "IAM group {name} is managed by IamGroup {owner}; choose another name"
+        )));
+    }
+    Ok(Some(info))
 }
 
 /// Observe → guard (path, ownership) → create if missing (intent journaled first) → keep
@@ -58,19 +69,23 @@ pub async fn reconcile(
     status: &mut IamGroupStatus,
     journal: &dyn Journal<IamGroupStatus>,
 ) -> Result<Synced> {
-    engine
-        .settings
+    let tenancy = engine.tenancy(obj).await?;
+    tenancy
         .check_path(&obj.spec.path)
         .map_err(Error::InvalidSpec)?;
     permissions::check_inline_size(InlineOwner::Group, &obj.spec.inline_policies)?;
     let namespace = obj.namespace().unwrap_or_default();
-    let mut arns = Vec::new();
-    for attachment in &obj.spec.policies {
-        arns.push(permissions::resolve_policy(engine, &namespace, attachment).await?);
-    }
+    let grants = permissions::decide(
+        engine,
+        &tenancy,
+        &namespace,
+        &obj.spec.policies,
+        &obj.spec.inline_policies,
+    )
+    .await?;
     let mut synced = Synced::default();
     let name = obj.iam_name();
-    let info = match observe(engine, obj, status).await? {
+    let info = match observe(engine, Some(&tenancy), obj, status).await? {
         Some(info) => info,
         None => {
             // Groups cannot be tagged: record the intent first, so that a crash right after
@@ -90,11 +105,12 @@ pub async fn reconcile(
     permissions::sync(
         engine,
         Principal::Group(&name),
-        &arns,
-        &obj.spec.inline_policies,
+        &grants.arns,
+        &grants.inline,
         &mut synced,
     )
     .await?;
+    grants.refusal()?;
     Ok(synced)
 }
 
@@ -104,7 +120,7 @@ pub async fn cleanup(engine: &Engine, obj: &IamGroup) -> Result<()> {
         return Ok(());
     }
     let status = obj.status.clone().unwrap_or_default();
-    let Some(info) = super::ours_to_delete(observe(engine, obj, &status).await)? else {
+    let Some(info) = super::ours_to_delete(observe(engine, None, obj, &status).await)? else {
         return Ok(());
     };
     for member in &info.members {

@@ -13,6 +13,7 @@ pub mod group;
 pub mod permissions;
 pub mod plan;
 pub mod policy;
+pub mod tenancy;
 pub mod user;
 
 pub use change::{Change, Reason, Synced};
@@ -46,14 +47,22 @@ impl Engine {
         spec.unwrap_or(self.settings.default_deletion_policy)
     }
 
+    /// The rules of the namespace `obj` lives in (its IamTenancyPolicy, or the flags).
+    pub async fn tenancy<K: ResourceExt>(&self, obj: &K) -> Result<tenancy::Tenancy> {
+        let namespace = obj.namespace().unwrap_or_default();
+        let selection = self.deps.tenancy(&namespace).await?;
+        tenancy::Tenancy::new(&self.settings, &namespace, &selection).map_err(Error::InvalidSpec)
+    }
+
     /// IAM account id and partition, for building ARNs.
     pub async fn account(&self) -> Result<(String, String)> {
         Ok(self.iam.account().await?)
     }
 }
 
-/// Whether the CR allows taking over an IAM entity that already exists.
-pub fn adopt_allowed<K: ResourceExt>(obj: &K) -> bool {
+/// Whether the CR asks to take over an IAM entity that already exists (a request; the
+/// tenancy rules and the administrator's tag in AWS decide).
+pub fn adopt_requested<K: ResourceExt>(obj: &K) -> bool {
     obj.annotations()
         .get(ADOPT_ANNOTATION)
         .is_some_and(|v| v == "true")
@@ -71,25 +80,33 @@ pub fn check_adopted_path(kind: &str, name: &str, actual: &str, spec: &str) -> R
     )))
 }
 
-/// Ownership decision for a taggable entity (user or policy) found in IAM.
+/// Ownership decision for a taggable entity (user or policy) found in IAM: its owner tag
+/// names this resource, or this resource created it before (the tag was removed out of
+/// band), or — when reconciling, never when cleaning up (`tenancy` is `None`) — it is
+/// adopted with the tenancy's and the administrator's consent.
 pub fn check_owner<K: ResourceExt>(
     obj: &K,
+    tenancy: Option<&tenancy::Tenancy>,
     kind: &str,
     iam_name: &str,
-    owner_tag: Option<&String>,
+    tags: &std::collections::BTreeMap<String, String>,
     ours: &str,
     known: bool,
 ) -> Result<()> {
-    match owner_tag {
+    match tags.get(OWNER_TAG) {
         Some(tag) if tag == ours => Ok(()),
         Some(tag) => Err(Error::NameConflict(format!(
             "IAM {kind} {iam_name} is owned by {tag}; choose another name"
         ))),
-        // Known: this CR created or adopted it before and the tag was removed out of band.
-        None if known || adopt_allowed(obj) => Ok(()),
-        None => Err(Error::NameConflict(format!(
-            "IAM {kind} {iam_name} already exists and is not managed by this resource; set the annotation {ADOPT_ANNOTATION}: \"true\" to take it over, or choose another name"
-        ))),
+        None if known => Ok(()),
+        None => match tenancy {
+            Some(t) => t
+                .check_adoption(kind, iam_name, adopt_requested(obj), tags)
+                .map_err(Error::NameConflict),
+            None => Err(Error::NameConflict(format!(
+                "IAM {kind} {iam_name} is not managed by this resource"
+            ))),
+        },
     }
 }
 

@@ -2,40 +2,119 @@
 //! equal to the spec. Shared by the IamGroup and IamUser controllers.
 
 use super::plan::plan_set;
+use super::tenancy::Tenancy;
 use super::{Engine, Reason, Synced};
-use crate::api::{InlinePolicy, PolicyAttachment};
+use crate::api::{InlinePolicy, OWNER_TAG, PolicyAttachment};
 use crate::document;
 use crate::error::{Error, Result};
-use crate::iam::{IamError, Principal, gone};
+use crate::iam::{IamError, Principal, gone, optional};
 use crate::limits::{self, InlineOwner};
 
-/// Resolves an attachment to a policy ARN and applies `--deny-policy-arn`.
+/// What a principal's spec may be granted under the tenancy rules, and what is refused.
+/// The allowed part is applied as the exclusive lists, so a refused grant that is in place
+/// (attached out of band, or allowed before the rules changed) is removed, not left; the
+/// refusals are then reported (`Stalled`), naming each rule.
+#[derive(Debug, Default)]
+pub struct Grants {
+    pub arns: Vec<String>,
+    pub inline: Vec<InlinePolicy>,
+    pub refused: Vec<String>,
+}
+
+impl Grants {
+    /// The refusals as one error, if any.
+    pub fn refusal(&self) -> Result<()> {
+        match self.refused.as_slice() {
+            [] => Ok(()),
+            all => Err(Error::InvalidSpec(all.join("; "))),
+        }
+    }
+}
+
+/// The operator's owner tag of a customer-managed policy in this account, if it has one.
+async fn policy_owner(engine: &Engine, arn: &str) -> Result<Option<String>> {
+    if arn.contains(":iam::aws:policy/") {
+        return Ok(None);
+    }
+    Ok(optional(engine.iam.get_policy(arn).await)?.and_then(|p| p.tags.get(OWNER_TAG).cloned()))
+}
+
+/// Resolves an attachment to a policy ARN and checks it against the tenancy rules: `Ok(Err)`
+/// is a refusal, `Err` a failure to find out (e.g. a dependency not Ready).
 pub async fn resolve_policy(
     engine: &Engine,
+    tenancy: &Tenancy,
     namespace: &str,
     attachment: &PolicyAttachment,
-) -> Result<String> {
-    let arn = match (&attachment.policy_ref, &attachment.arn) {
-        (Some(r), _) => engine.deps.policy_arn(namespace, &r.name).await?,
-        (None, Some(arn)) => arn.clone(),
+) -> Result<std::result::Result<String, String>> {
+    let (arn, owner) = match (&attachment.policy_ref, &attachment.arn) {
+        (Some(r), _) => (
+            engine.deps.policy_arn(namespace, &r.name).await?,
+            Some(engine.settings.owner(namespace, &r.name)),
+        ),
+        (None, Some(arn)) => (arn.clone(), policy_owner(engine, arn).await?),
         (None, None) => {
             return Err(Error::InvalidSpec(
                 "a policy entry needs policyRef or arn".into(),
             ));
         }
     };
-    check_denied(engine, &arn, "")?;
-    Ok(arn)
+    Ok(tenancy
+        .check_attachable(&arn, owner.as_deref())
+        .map(|()| arn))
 }
 
-/// Rejects a policy ARN the operator is configured never to grant.
-pub fn check_denied(engine: &Engine, arn: &str, via: &str) -> Result<()> {
-    match engine.settings.deny_policy_arns.denies(arn) {
-        Some(pattern) => Err(Error::InvalidSpec(format!(
-            "policy {arn}{via} is denied by the operator (--deny-policy-arn {pattern}); remove it from the spec"
-        ))),
-        None => Ok(()),
+/// Decides a principal's managed and inline policies under the tenancy rules.
+pub async fn decide(
+    engine: &Engine,
+    tenancy: &Tenancy,
+    namespace: &str,
+    policies: &[PolicyAttachment],
+    inline: &[InlinePolicy],
+) -> Result<Grants> {
+    let mut grants = Grants::default();
+    for attachment in policies {
+        match resolve_policy(engine, tenancy, namespace, attachment).await? {
+            Ok(arn) => grants.arns.push(arn),
+            Err(refused) => grants.refused.push(refused),
+        }
     }
+    for policy in inline {
+        match tenancy.screen(&format!("inline policy {}", policy.name), &policy.document) {
+            Ok(()) => grants.inline.push(policy.clone()),
+            Err(refused) => grants.refused.push(refused),
+        }
+    }
+    Ok(grants)
+}
+
+/// Whether a group outside the namespace, joined by name, grants nothing the tenancy
+/// refuses: its managed policies pass the attachment rules and its inline policies the
+/// escalation screening. Only with the flags: an allowedGroups entry is consent.
+pub async fn check_joined_group(
+    engine: &Engine,
+    tenancy: &Tenancy,
+    group: &str,
+) -> Result<std::result::Result<(), String>> {
+    let principal = Principal::Group(group);
+    for arn in engine.iam.list_attached_policies(principal).await? {
+        let owner = policy_owner(engine, &arn).await?;
+        if let Err(refused) = tenancy.check_attachable(&arn, owner.as_deref()) {
+            return Ok(Err(format!(
+                "a policy reached through group {group} is refused: {refused}"
+            )));
+        }
+    }
+    for name in engine.iam.list_inline_policies(principal).await? {
+        let text = engine.iam.get_inline_policy(principal, &name).await?;
+        let doc = document::parse(&text).unwrap_or(serde_json::Value::Null);
+        if let Err(refused) =
+            tenancy.screen(&format!("inline policy {name} of group {group}"), &doc)
+        {
+            return Ok(Err(refused));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// IAM's limit on the size of a principal's inline policies together, checked before any

@@ -1,6 +1,7 @@
 //! IamPolicy: a customer-managed policy kept equal to the spec.
 
 use super::plan::{plan_tags, version_to_prune};
+use super::tenancy::Tenancy;
 use super::{Engine, Reason, Synced, check_owner, desired_tags};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
 use crate::error::{Error, Result};
@@ -12,10 +13,10 @@ pub fn policy_arn(partition: &str, account: &str, path: &str, name: &str) -> Str
     format!("arn:{partition}:iam::{account}:policy{path}{name}")
 }
 
-/// Guard: what IAM would refuse, or answer less clearly, is refused before calling it.
-fn guard(engine: &Engine, obj: &IamPolicy) -> Result<()> {
-    engine
-        .settings
+/// Guard: the tenancy's path and escalation screening, and what IAM would refuse (or answer
+/// less clearly), are refused before calling IAM.
+fn guard(engine: &Engine, tenancy: &Tenancy, obj: &IamPolicy) -> Result<()> {
+    tenancy
         .check_path(&obj.spec.path)
         .map_err(Error::InvalidSpec)?;
     document::validate(&obj.spec.document)
@@ -23,27 +24,37 @@ fn guard(engine: &Engine, obj: &IamPolicy) -> Result<()> {
     limits::check_managed_policy(&obj.spec.document)
         .and_then(|()| limits::check_policy_tags(&obj.spec.tags))
         .and_then(|()| limits::check_owner_tag_value(&engine.owner_of(obj)))
+        .and_then(|()| tenancy.screen("spec.document", &obj.spec.document))
         .map_err(Error::InvalidSpec)
 }
 
-/// Finds the policy this CR manages, if it exists and may be managed by it.
+/// Finds the policy this CR manages, if it exists and may be managed by it. With a tenancy
+/// (reconciling), an unowned policy may be adopted with consent; without (cleaning up),
+/// only this resource's own policy is found.
 async fn observe(
     engine: &Engine,
+    tenancy: Option<&Tenancy>,
     obj: &IamPolicy,
     status: &IamPolicyStatus,
 ) -> Result<Option<PolicyInfo>> {
     let name = obj.iam_name();
     let (account, partition) = engine.account().await?;
     let arn = policy_arn(&partition, &account, &obj.spec.path, &name);
+    if tenancy.is_some_and(|t| t.protects(&arn)) {
+        return Err(Error::NameConflict(format!(
+            "policy {arn} is named by the tenancy rules (a forced permissions boundary or an allowed managed policy); a tenant's IamPolicy can never manage it: choose another name"
+        )));
+    }
     let known = status.arn.as_deref() == Some(arn.as_str());
     let Some(info) = optional(engine.iam.get_policy(&arn).await)? else {
         return Ok(None);
     };
     check_owner(
         obj,
+        tenancy,
         "policy",
         &name,
-        info.tags.get(crate::api::OWNER_TAG),
+        &info.tags,
         &engine.owner_of(obj),
         known,
     )?;
@@ -56,13 +67,14 @@ pub async fn reconcile(
     obj: &IamPolicy,
     status: &mut IamPolicyStatus,
 ) -> Result<Synced> {
-    guard(engine, obj)?;
+    let tenancy = engine.tenancy(obj).await?;
+    guard(engine, &tenancy, obj)?;
     let mut synced = Synced::default();
     let name = obj.iam_name();
     let tags = desired_tags(&obj.spec.tags, &engine.owner_of(obj));
     let rendered = document::render(&obj.spec.document);
 
-    let info = match observe(engine, obj, status).await? {
+    let info = match observe(engine, Some(&tenancy), obj, status).await? {
         Some(info) => info,
         None => {
             let created = engine
@@ -160,7 +172,7 @@ pub async fn cleanup(engine: &Engine, obj: &IamPolicy) -> Result<()> {
         return Ok(());
     }
     let status = obj.status.clone().unwrap_or_default();
-    let Some(info) = super::ours_to_delete(observe(engine, obj, &status).await)? else {
+    let Some(info) = super::ours_to_delete(observe(engine, None, obj, &status).await)? else {
         return Ok(());
     };
     let arn = &info.arn;

@@ -3,16 +3,21 @@
 
 use super::credentials::{self, CredentialStep};
 use super::plan::{plan_set, plan_tags};
+use super::tenancy::Tenancy;
 use super::{Engine, Reason, Synced, check_adopted_path, check_owner, desired_tags, permissions};
-use crate::api::{DeletionPolicy, IamUser, IamUserStatus, OWNER_TAG};
+use crate::api::{DeletionPolicy, IamUser, IamUserStatus};
 use crate::error::{Error, Result};
 use crate::iam::{IamError, Principal, UserInfo, gone, optional};
 use crate::k8s::{Journal, SecretStore};
 use crate::limits::{self, InlineOwner};
 use kube::ResourceExt;
 
+/// Finds the user this CR manages. With a tenancy (reconciling), an unowned user may be
+/// adopted with consent; without (cleaning up, or the rules unknown), only this resource's
+/// own user is found.
 async fn observe(
     engine: &Engine,
+    tenancy: Option<&Tenancy>,
     obj: &IamUser,
     status: &IamUserStatus,
 ) -> Result<Option<UserInfo>> {
@@ -23,9 +28,10 @@ async fn observe(
     let known = status.user_id.as_deref() == Some(info.id.as_str());
     check_owner(
         obj,
+        tenancy,
         "user",
         &name,
-        info.tags.get(OWNER_TAG),
+        &info.tags,
         &engine.owner_of(obj),
         known,
     )?;
@@ -35,44 +41,69 @@ async fn observe(
     Ok(Some(info))
 }
 
-/// The boundary the user must have: the operator's required one wins, and a spec naming a
-/// different one is an error rather than silently ignored.
-async fn desired_boundary(engine: &Engine, obj: &IamUser) -> Result<Option<String>> {
+/// The boundary the user gets, and a refusal to report. A boundary the tenancy forces wins
+/// and is applied whatever the spec says (a spec naming another one is reported, not
+/// obeyed); otherwise the spec's, if the rules allow it.
+async fn desired_boundary(
+    engine: &Engine,
+    tenancy: &Tenancy,
+    obj: &IamUser,
+) -> Result<(Option<String>, Option<String>)> {
     let namespace = obj.namespace().unwrap_or_default();
-    let from_spec = match &obj.spec.permissions_boundary {
-        Some(b) => Some(permissions::resolve_policy(engine, &namespace, b).await?),
-        None => None,
-    };
-    match (&engine.settings.required_permissions_boundary, from_spec) {
-        (Some(required), Some(spec)) if &spec != required => Err(Error::InvalidSpec(format!(
-            "spec.permissionsBoundary {spec} differs from the boundary {required} that the operator requires; remove it or set it to the required one"
-        ))),
-        (Some(required), _) => Ok(Some(required.clone())),
-        (None, spec) => Ok(spec),
+    let spec = obj.spec.permissions_boundary.as_ref();
+    match (&tenancy.boundary, spec) {
+        (Some(forced), None) => Ok((Some(forced.clone()), None)),
+        (Some(forced), Some(b)) => {
+            let differs = match permissions::resolve_policy(engine, tenancy, &namespace, b).await {
+                Ok(Ok(arn)) => arn != *forced,
+                _ => true,
+            };
+            let refusal = differs.then(|| format!(
+                "spec.permissionsBoundary differs from the boundary {forced} that {} forces; the forced one is applied: remove spec.permissionsBoundary or set it to the forced one",
+                tenancy.source
+            ));
+            Ok((Some(forced.clone()), refusal))
+        }
+        (None, Some(b)) => match permissions::resolve_policy(engine, tenancy, &namespace, b).await?
+        {
+            Ok(arn) => Ok((Some(arn), None)),
+            Err(refused) => Err(Error::InvalidSpec(format!(
+                "spec.permissionsBoundary: {refused}"
+            ))),
+        },
+        (None, None) => Ok((None, None)),
     }
 }
 
-/// Group names the user must be in. An unmanaged group (`groupName`) is checked against
-/// `--deny-policy-arn` too, so a denied policy cannot be granted through it.
-async fn desired_groups(engine: &Engine, obj: &IamUser) -> Result<Vec<String>> {
+/// Group names the user may be in, and the refusals. A group joined by name must be
+/// allowed by the tenancy, must not be another namespace's, and (with the flags) must
+/// grant nothing denied or escalating.
+async fn desired_groups(
+    engine: &Engine,
+    tenancy: &Tenancy,
+    obj: &IamUser,
+) -> Result<(Vec<String>, Vec<String>)> {
     let namespace = obj.namespace().unwrap_or_default();
-    let mut groups = Vec::new();
+    let (mut groups, mut refused) = (Vec::new(), Vec::new());
     for membership in &obj.spec.groups {
         match (&membership.group_ref, &membership.group_name) {
             (Some(r), _) => groups.push(engine.deps.group_name(&namespace, &r.name).await?),
             (None, Some(name)) => {
-                let attached = engine
-                    .iam
-                    .list_attached_policies(Principal::Group(name))
-                    .await
-                    .map_err(|e| match e {
-                        IamError::NotFound(_) => {
-                            Error::DependencyNotReady(format!("IAM group {name} does not exist"))
-                        }
-                        other => other.into(),
-                    })?;
-                for arn in &attached {
-                    permissions::check_denied(engine, arn, &format!(" (through group {name})"))?;
+                let managed_by = engine.deps.group_managed_by(name).await?;
+                if let Err(r) = tenancy.check_joinable(name, managed_by.as_deref()) {
+                    refused.push(r);
+                    continue;
+                }
+                if optional(engine.iam.get_group(name).await)?.is_none() {
+                    return Err(Error::DependencyNotReady(format!(
+                        "IAM group {name} does not exist"
+                    )));
+                }
+                if tenancy.screens_joined_groups()
+                    && let Err(r) = permissions::check_joined_group(engine, tenancy, name).await?
+                {
+                    refused.push(r);
+                    continue;
                 }
                 groups.push(name.clone());
             }
@@ -83,7 +114,7 @@ async fn desired_groups(engine: &Engine, obj: &IamUser) -> Result<Vec<String>> {
             }
         }
     }
-    Ok(groups)
+    Ok((groups, refused))
 }
 
 /// A user who must reset the console password at first sign-in needs permission to do it:
@@ -126,11 +157,19 @@ pub async fn reconcile(
     secrets: &dyn SecretStore,
 ) -> Result<Synced> {
     let mut synced = Synced::default();
-    let existing = observe(engine, obj, status).await?;
+    // Rules that cannot be read grant nothing new; the credential step still protects.
+    let tenancy = engine.tenancy(obj).await;
+    let existing = observe(engine, tenancy.as_ref().ok(), obj, status).await?;
     let present = existing.is_some();
-    let identity = sync_identity(engine, obj, status, existing, &mut synced).await;
+    let identity = match &tenancy {
+        Ok(t) => sync_identity(engine, t, obj, status, existing, &mut synced).await,
+        Err(e) => Err(Error::InvalidSpec(e.to_string())),
+    };
     let name = obj.iam_name();
     let credentials = if present || identity.is_ok() {
+        let allowed = tenancy
+            .as_ref()
+            .map_or((true, true), |t| (t.access_keys, t.console));
         let mut step = CredentialStep {
             engine,
             obj,
@@ -139,6 +178,11 @@ pub async fn reconcile(
             journal,
             secrets,
             may_issue: identity.is_ok(),
+            keys_allowed: allowed.0,
+            console_allowed: allowed.1,
+            rules: tenancy
+                .as_ref()
+                .map_or_else(|_| String::new(), |t| t.source.clone()),
         };
         credentials::sync(&mut step, &mut synced).await
     } else {
@@ -149,16 +193,19 @@ pub async fn reconcile(
     Ok(synced)
 }
 
-/// Brings the user's identity and permissions in line with the spec.
+/// Brings the user's identity and permissions in line with the spec, fail-closed: the
+/// forced boundary is in place before anything is granted, and what the tenancy refuses is
+/// removed (the exclusive lists are applied with the allowed part only) before the
+/// refusals are reported.
 async fn sync_identity(
     engine: &Engine,
+    tenancy: &Tenancy,
     obj: &IamUser,
     status: &mut IamUserStatus,
     existing: Option<UserInfo>,
     synced: &mut Synced,
 ) -> Result<()> {
-    engine
-        .settings
+    tenancy
         .check_path(&obj.spec.path)
         .map_err(Error::InvalidSpec)?;
     limits::check_user_tags(&obj.spec.tags)
@@ -166,15 +213,7 @@ async fn sync_identity(
         .map_err(Error::InvalidSpec)?;
     permissions::check_inline_size(InlineOwner::User, &obj.spec.inline_policies)?;
     let namespace = obj.namespace().unwrap_or_default();
-    let boundary = desired_boundary(engine, obj).await?;
-    let groups = desired_groups(engine, obj).await?;
-    let mut arns = Vec::new();
-    for attachment in &obj.spec.policies {
-        arns.push(permissions::resolve_policy(engine, &namespace, attachment).await?);
-    }
-    if let Some(arn) = change_password_policy(engine, obj).await? {
-        arns.push(arn);
-    }
+    let (boundary, boundary_refusal) = desired_boundary(engine, tenancy, obj).await?;
 
     let name = obj.iam_name();
     let tags = desired_tags(&obj.spec.tags, &engine.owner_of(obj));
@@ -198,17 +237,7 @@ async fn sync_identity(
     status.arn = Some(info.arn.clone());
     status.user_id = Some(info.id.clone());
 
-    let tag_plan = plan_tags(&info.tags, &tags);
-    if !tag_plan.remove.is_empty() {
-        engine.iam.untag_user(&name, &tag_plan.remove).await?;
-    }
-    if !tag_plan.set.is_empty() {
-        engine.iam.tag_user(&name, &tag_plan.set).await?;
-    }
-    if !tag_plan.is_empty() {
-        synced.note(Reason::Updated, format!("Updated tags of IAM user {name}"));
-    }
-
+    // The boundary first: before any tag, group or policy is granted.
     if info.permissions_boundary != boundary {
         match &boundary {
             Some(arn) => engine
@@ -232,6 +261,30 @@ async fn sync_identity(
         );
     }
 
+    let tag_plan = plan_tags(&info.tags, &tags);
+    if !tag_plan.remove.is_empty() {
+        engine.iam.untag_user(&name, &tag_plan.remove).await?;
+    }
+    if !tag_plan.set.is_empty() {
+        engine.iam.tag_user(&name, &tag_plan.set).await?;
+    }
+    if !tag_plan.is_empty() {
+        synced.note(Reason::Updated, format!("Updated tags of IAM user {name}"));
+    }
+
+    // Only now, with the boundary in place, anything is granted.
+    let (groups, mut refused) = desired_groups(engine, tenancy, obj).await?;
+    let mut grants = permissions::decide(
+        engine,
+        tenancy,
+        &namespace,
+        &obj.spec.policies,
+        &obj.spec.inline_policies,
+    )
+    .await?;
+    if let Some(arn) = change_password_policy(engine, obj).await? {
+        grants.arns.push(arn);
+    }
     let current_groups = engine.iam.list_groups_for_user(&name).await?;
     let plan = plan_set(&current_groups, &groups, true);
     // Leave groups first: IAM caps memberships per user (10 by default), so at the cap a
@@ -257,11 +310,15 @@ async fn sync_identity(
     permissions::sync(
         engine,
         Principal::User(&name),
-        &arns,
-        &obj.spec.inline_policies,
+        &grants.arns,
+        &grants.inline,
         synced,
     )
-    .await
+    .await?;
+    refused.extend(boundary_refusal);
+    refused.append(&mut grants.refused);
+    grants.refused = refused;
+    grants.refusal()
 }
 
 /// The finalizer's IAM work, in the order IAM demands: keys, login profile, MFA devices,
@@ -285,7 +342,7 @@ pub async fn cleanup(engine: &Engine, obj: &IamUser, secrets: &dyn SecretStore) 
 /// Deletes the keys and the login profile this resource created (and nothing else).
 async fn revoke_published_credentials(engine: &Engine, obj: &IamUser) -> Result<()> {
     let status = obj.status.clone().unwrap_or_default();
-    let Some(info) = super::ours_to_delete(observe(engine, obj, &status).await)? else {
+    let Some(info) = super::ours_to_delete(observe(engine, None, obj, &status).await)? else {
         return Ok(());
     };
     if let Some(keys) = &status.access_key {
@@ -304,7 +361,7 @@ async fn revoke_published_credentials(engine: &Engine, obj: &IamUser) -> Result<
 
 async fn delete_in_iam(engine: &Engine, obj: &IamUser) -> Result<()> {
     let status = obj.status.clone().unwrap_or_default();
-    let Some(info) = super::ours_to_delete(observe(engine, obj, &status).await)? else {
+    let Some(info) = super::ours_to_delete(observe(engine, None, obj, &status).await)? else {
         return Ok(());
     };
     let name = &info.name;

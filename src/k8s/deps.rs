@@ -2,12 +2,25 @@
 //! read from the Kubernetes API.
 
 use super::NamespacedKind;
-use crate::api::{IamGroup, IamPolicy};
+use crate::api::{IamGroup, IamPolicy, IamTenancyPolicy};
 use crate::error::{Error, Result};
 use crate::status::{ObjectStatus, READY};
 use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
+use kube::core::{Selector, SelectorExt};
 use kube::{Client, Resource, ResourceExt};
+
+/// Which tenancy policy governs a namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selection {
+    /// No IamTenancyPolicy selects it: the operator's flags apply.
+    Flags,
+    /// One IamTenancyPolicy (its name and spec).
+    Policy(String, Box<crate::api::IamTenancyPolicySpec>),
+    /// Several select it: nothing is granted until one stops selecting it.
+    Ambiguous(Vec<String>),
+}
 
 /// Resolves references to other objects in the same namespace. Production reads them from
 /// the Kubernetes API; tests supply them directly.
@@ -25,6 +38,11 @@ pub trait Dependencies: Send + Sync {
         namespace: &str,
         name: &str,
     ) -> Result<Option<String>>;
+    /// `namespace/name` of the IamGroup that manages the IAM group named `group` (by
+    /// `spec.groupName` or `metadata.name`, compared case-insensitively), if any.
+    async fn group_managed_by(&self, group: &str) -> Result<Option<String>>;
+    /// The IamTenancyPolicy that governs `namespace`.
+    async fn tenancy(&self, namespace: &str) -> Result<Selection>;
 }
 
 /// Reads dependencies from the Kubernetes API.
@@ -32,6 +50,25 @@ pub struct KubeDependencies {
     pub client: Client,
     /// The watched namespaces (empty: all), the scope of the operator's RBAC.
     pub namespaces: Vec<String>,
+}
+
+impl KubeDependencies {
+    /// Every IamGroup the operator can see (the watched namespaces).
+    async fn all_groups(&self) -> Result<Vec<IamGroup>> {
+        let apis: Vec<Api<IamGroup>> = if self.namespaces.is_empty() {
+            vec![Api::all(self.client.clone())]
+        } else {
+            self.namespaces
+                .iter()
+                .map(|ns| Api::namespaced(self.client.clone(), ns))
+                .collect()
+        };
+        let mut all = Vec::new();
+        for api in apis {
+            all.extend(api.list(&Default::default()).await?.items);
+        }
+        Ok(all)
+    }
 }
 
 /// Whether a dependency reports Ready for its current generation.
@@ -88,24 +125,50 @@ impl Dependencies for KubeDependencies {
         namespace: &str,
         name: &str,
     ) -> Result<Option<String>> {
-        let apis: Vec<Api<IamGroup>> = if self.namespaces.is_empty() {
-            vec![Api::all(self.client.clone())]
-        } else {
-            self.namespaces
-                .iter()
-                .map(|ns| Api::namespaced(self.client.clone(), ns))
-                .collect()
-        };
-        for api in apis {
-            for g in api.list(&Default::default()).await? {
-                let ns = g.namespace().unwrap_or_default();
-                let claims =
-                    g.status.as_ref().and_then(|s| s.group_id.as_deref()) == Some(group_id);
-                if claims && (ns.as_str(), g.name_any().as_str()) != (namespace, name) {
-                    return Ok(Some(format!("{ns}/{}", g.name_any())));
-                }
+        for g in self.all_groups().await? {
+            let ns = g.namespace().unwrap_or_default();
+            let claims = g.status.as_ref().and_then(|s| s.group_id.as_deref()) == Some(group_id);
+            if claims && (ns.as_str(), g.name_any().as_str()) != (namespace, name) {
+                return Ok(Some(format!("{ns}/{}", g.name_any())));
             }
         }
         Ok(None)
+    }
+
+    async fn group_managed_by(&self, group: &str) -> Result<Option<String>> {
+        Ok(self
+            .all_groups()
+            .await?
+            .into_iter()
+            .find(|g| g.iam_name().eq_ignore_ascii_case(group))
+            .map(|g| format!("{}/{}", g.namespace().unwrap_or_default(), g.name_any())))
+    }
+
+    async fn tenancy(&self, namespace: &str) -> Result<Selection> {
+        let ns: Api<Namespace> = Api::all(self.client.clone());
+        let labels = ns
+            .get_opt(namespace)
+            .await?
+            .and_then(|n| n.metadata.labels)
+            .unwrap_or_default();
+        let policies: Api<IamTenancyPolicy> = Api::all(self.client.clone());
+        let mut selecting = Vec::new();
+        for p in policies.list(&Default::default()).await? {
+            // A selector that cannot be parsed selects nothing it could grant: treat it as
+            // selecting every namespace, so its error blocks rather than opens.
+            let matches = Selector::try_from(p.spec.namespace_selector.clone())
+                .map_or(true, |s| s.matches(&labels));
+            if matches {
+                selecting.push(p);
+            }
+        }
+        Ok(match selecting.len() {
+            0 => Selection::Flags,
+            1 => {
+                let p = selecting.remove(0);
+                Selection::Policy(p.name_any(), Box::new(p.spec))
+            }
+            _ => Selection::Ambiguous(selecting.iter().map(|p| p.name_any()).collect()),
+        })
     }
 }

@@ -10,7 +10,7 @@ pub mod reconcile;
 pub use context::Context;
 pub use reconcile::{Managed, ReconcileError};
 
-use crate::api::{IamGroup, IamPolicy, IamUser};
+use crate::api::{IamGroup, IamPolicy, IamTenancyPolicy, IamUser};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -22,6 +22,15 @@ use kube::{Client, ResourceExt};
 use reconcile::{error_policy, reconcile};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Every object of a controller's store.
+fn everything<K: Managed>(store: &kube::runtime::reflector::Store<K>) -> Vec<ObjectRef<K>> {
+    store
+        .state()
+        .iter()
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
 
 fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool {
     attachments
@@ -147,8 +156,16 @@ pub async fn run(
         let (policies, groups, users) = api(&client);
         let wc = watcher::Config::default();
 
+        // A changed IamTenancyPolicy applies to existing objects at once: it wakes every
+        // object (policies change rarely; the reconciles sort out whom it concerns).
+        let tenancy: Api<IamTenancyPolicy> = Api::all(client.clone());
+
         let (policy_ctl, policy_wake) = controller(policies.clone(), &config);
+        let policy_store = policy_ctl.store();
         let policy_ctl = policy_ctl
+            .watches(tenancy.clone(), wc.clone(), move |_| {
+                everything(&policy_store)
+            })
             .shutdown_on_signal()
             .run(
                 reconcile::<IamPolicy>,
@@ -159,7 +176,11 @@ pub async fn run(
 
         let (group_ctl, group_wake) = controller(groups.clone(), &config);
         let group_store = group_ctl.store();
+        let all_groups = group_ctl.store();
         let group_ctl = group_ctl
+            .watches(tenancy.clone(), wc.clone(), move |_| {
+                everything(&all_groups)
+            })
             .watches(policies.clone(), wc.clone(), move |p: IamPolicy| {
                 let ns = p.namespace();
                 let name = p.name_any();
@@ -178,7 +199,9 @@ pub async fn run(
         wakes.push((policy_wake, group_wake, user_wake));
         let by_policy = user_ctl.store();
         let by_group = user_ctl.store();
+        let all_users = user_ctl.store();
         let user_ctl = user_ctl
+            .watches(tenancy, wc.clone(), move |_| everything(&all_users))
             .owns_stream({
                 // Metadata only: the watch needs owners and versions, never the payloads.
                 let secrets: Api<PartialObjectMeta<Secret>> = match &ns {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use iam_operator::controller::Engine;
 use iam_operator::error::{Error, Result};
 use iam_operator::iam::AwsIam;
-use iam_operator::k8s::{Dependencies, Journal, SecretStore, StoredSecret};
+use iam_operator::k8s::{Dependencies, Journal, SecretStore, Selection, StoredSecret};
 use iam_operator::metrics::Metrics;
 use iam_operator::settings::Settings;
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +22,10 @@ pub struct FakeDeps {
     pub groups: Mutex<HashMap<(String, String), String>>,
     /// IAM group id → `namespace/name` of the IamGroup whose status records it.
     pub group_claims: Mutex<HashMap<String, String>>,
+    /// IAM group name (lower-case) → `namespace/name` of the IamGroup managing it.
+    pub managed_groups: Mutex<HashMap<String, String>>,
+    /// The tenancy selection of every namespace (default: the flags).
+    pub tenancy: Mutex<Option<Selection>>,
 }
 
 impl FakeDeps {
@@ -56,6 +60,22 @@ impl Dependencies for FakeDeps {
             .get(&(ns.into(), name.into()))
             .cloned()
             .ok_or_else(|| Error::DependencyNotReady(format!("waiting for IamGroup {name}")))
+    }
+    async fn group_managed_by(&self, group: &str) -> Result<Option<String>> {
+        Ok(self
+            .managed_groups
+            .lock()
+            .unwrap()
+            .get(&group.to_lowercase())
+            .cloned())
+    }
+    async fn tenancy(&self, _namespace: &str) -> Result<Selection> {
+        Ok(self
+            .tenancy
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(Selection::Flags))
     }
     async fn group_claimed_by(&self, id: &str, ns: &str, name: &str) -> Result<Option<String>> {
         let claims = self.group_claims.lock().unwrap();
@@ -259,6 +279,15 @@ where
 {
     use aws_sdk_iam::error::ProvideErrorMetadata;
     err.code().map(str::to_string)
+}
+
+impl World {
+    /// Makes every namespace of this world governed by an IamTenancyPolicy with `spec`.
+    pub fn tenancy(&self, spec: serde_json::Value) {
+        let spec = serde_json::from_value(spec).unwrap();
+        *self.deps.tenancy.lock().unwrap() =
+            Some(Selection::Policy("tenancy".into(), Box::new(spec)));
+    }
 }
 
 /// Changing IAM out of band with the raw SDK client (reading it back: [`read`]).

@@ -132,7 +132,12 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
     let iam = step.engine.iam.clone();
     let user = step.user;
     let has_profile = iam.has_login_profile(user).await?;
-    let Some(spec) = obj.spec.console.as_ref().filter(|c| c.enabled) else {
+    let Some(spec) = obj
+        .spec
+        .console
+        .as_ref()
+        .filter(|c| c.enabled && step.console_allowed)
+    else {
         if let Some(st) = step.status.console.take() {
             gone(iam.delete_login_profile(user).await)?;
             if let Some(secret) = st.secret_name {

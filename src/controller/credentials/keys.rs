@@ -284,7 +284,11 @@ async fn disable(
 /// keys on the user that this resource did not create.
 pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<Vec<String>> {
     let obj = step.obj;
-    let spec = obj.spec.access_key.as_ref().filter(|a| a.enabled);
+    let spec = obj
+        .spec
+        .access_key
+        .as_ref()
+        .filter(|a| a.enabled && step.keys_allowed);
     let Some(spec) = spec else {
         if let Some(st) = step.status.access_key.take() {
             disable(step, st, synced).await?;

@@ -48,6 +48,12 @@ pub struct CredentialStep<'a> {
     pub secrets: &'a dyn SecretStore,
     /// Whether a first credential may be issued (the identity step succeeded).
     pub may_issue: bool,
+    /// Whether the tenancy allows access keys and console access at all. When it does not,
+    /// existing ones are removed as if disabled, and the spec's request is reported.
+    pub keys_allowed: bool,
+    pub console_allowed: bool,
+    /// Where the rules come from, for messages.
+    pub rules: String,
 }
 
 impl CredentialStep<'_> {
@@ -122,6 +128,23 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
     }
     keys?;
     console?;
+    let wants = |enabled: Option<bool>| enabled.unwrap_or(false);
+    let refused: Vec<&str> = [
+        (wants(step.obj.spec.access_key.as_ref().map(|a| a.enabled)) && !step.keys_allowed)
+            .then_some("access keys"),
+        (wants(step.obj.spec.console.as_ref().map(|c| c.enabled)) && !step.console_allowed)
+            .then_some("console access"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !refused.is_empty() {
+        return Err(crate::error::Error::InvalidSpec(format!(
+            "{} not allowed in this namespace by {}; disable it in the spec or ask the platform team",
+            refused.join(" and "),
+            step.rules
+        )));
+    }
     Ok(())
 }
 
