@@ -873,7 +873,21 @@ async fn foreign_keys_are_never_touched_and_block_with_limit_exceeded() {
         .unwrap();
     let f1 = c.create_iam_key("legacy").await;
     let f2 = c.create_iam_key("legacy").await;
-    c.start(&[]);
+    // An administrator consents to the adoption by this namespace.
+    c.iam
+        .tag_user()
+        .user_name("legacy")
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key(iam_operator::api::ADOPTABLE_BY_TAG)
+                .value(format!("default/{}", c.ns))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.start(&[("IAM_OPERATOR_ALLOW_ADOPTION", "true")]);
     c.create_user("legacy", &[("iam.kubeop.dev/adopt", "true")], &key_spec(""));
     let user = eventually("Stalled LimitExceeded", || async {
         let keys = c.keys("legacy").await;

@@ -292,6 +292,20 @@ async fn adopted_group_is_never_taken_from_another_namespace() {
     };
     apply_ok(cp, &manifest(&first, ""));
     wait_ready(cp, &op, &first, &["iamgroup/shared"], 60);
+    // The second namespace may adopt that very group (its tenancy policy lists it): only
+    // the other IamGroup's claim stands in the way.
+    cp.kubectl_ok(&[
+        "label",
+        "namespace",
+        &second,
+        &format!("claim-test={second}"),
+    ]);
+    apply_ok(
+        cp,
+        &format!(
+            "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamTenancyPolicy\nmetadata: {{name: {second}}}\nspec:\n  namespaceSelector: {{matchLabels: {{claim-test: {second}}}}}\n  path: /\n  adoption: true\n  allowedGroups: [{group}]\n  allowedPolicyArns: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n"
+        ),
+    );
     apply_ok(
         cp,
         &manifest(&second, ", annotations: {iam.kubeop.dev/adopt: \"true\"}"),
@@ -332,6 +346,7 @@ async fn adopted_group_is_never_taken_from_another_namespace() {
         read::group_policies(&aws, &group).await,
         BTreeSet::from(["arn:aws:iam::aws:policy/ReadOnlyAccess".to_string()])
     );
+    cp.kubectl_ok(&["delete", "iamtenancypolicy", &second]);
     for ns in [&first, &second] {
         cp.kubectl_ok(&["delete", "namespace", ns, "--wait=false"]);
     }
