@@ -65,6 +65,7 @@ async fn examples_converge_and_clean_up() {
     };
     let ns = "team-a";
     cp.kubectl_ok(&["apply", "-f", &example("00-namespace.yaml")]);
+    cp.kubectl_ok(&["apply", "-f", &example("05-tenancy.yaml")]);
     let op = Operator::start(cp, &emulator.url, &["--watch-namespace", ns], &[]);
     // Dependents first: the users arrive before their group, the group before its policy.
     for file in ["30-users.yaml", "20-group.yaml", "10-policy.yaml"] {
@@ -84,7 +85,7 @@ async fn examples_converge_and_clean_up() {
     ]);
     assert_eq!(
         policy_arn,
-        format!("arn:aws:iam::{ACCOUNT}:policy/team-a-s3-reader")
+        format!("arn:aws:iam::{ACCOUNT}:policy/team-a/team-a-s3-reader")
     );
     assert!(read::policy_exists(&aws, &policy_arn).await);
     let tags = read::policy_tags(&aws, &policy_arn).await;
@@ -204,6 +205,7 @@ async fn examples_converge_and_clean_up() {
         !read::policy_exists(&aws, &policy_arn).await,
         "IAM policy {policy_arn} left behind"
     );
+    cp.kubectl_ok(&["delete", "-f", &example("05-tenancy.yaml")]);
     cp.kubectl_ok(&["delete", "namespace", ns, "--wait=false"]);
 }
 

@@ -10,7 +10,8 @@ use super::common::conditions_schema;
 /// this policy decides what of them is granted. A namespace no policy selects gets the
 /// operator's flags (`--iam-path-prefix`, `--required-permissions-boundary`,
 /// `--deny-policy-arn`) with adoption off; a namespace two policies select gets nothing
-/// until one of them stops selecting it.
+/// until one of them stops selecting it. Not in the `iam` category: tenants list their own
+/// objects with `kubectl get iam` and usually may not read cluster-scoped ones.
 // The lint mistakes the printer columns' repeated `type_` for a repeated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -20,7 +21,6 @@ use super::common::conditions_schema;
     kind = "IamTenancyPolicy",
     status = "IamTenancyPolicyStatus",
     shortname = "iamtenancy",
-    category = "iam",
     doc = "IamTenancyPolicy states what the namespaces it selects may get from AWS IAM.",
     printcolumn(name = "Path", type_ = "string", json_path = ".spec.path"),
     printcolumn(
