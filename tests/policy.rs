@@ -377,3 +377,26 @@ async fn iam_calls_are_counted_by_operation_and_outcome() {
         "{text}"
     );
 }
+
+/// Deleting a policy still used as a permissions boundary says where it is used.
+#[tokio::test]
+async fn deleting_a_policy_used_as_a_boundary_says_so() {
+    let w = World::start().await;
+    let mut p = policy_cr("boundary");
+    reconcile(&w, &mut p).await.unwrap();
+    let arn = p.status.as_ref().unwrap().arn.clone().unwrap();
+    w.aws
+        .create_user()
+        .user_name("bounded")
+        .permissions_boundary(&arn)
+        .send()
+        .await
+        .unwrap();
+    let err = policy::cleanup(&w.engine, &p).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("as the permissions boundary of a user or role"),
+        "{err}"
+    );
+    assert!(w.aws.get_policy().policy_arn(&arn).send().await.is_ok());
+}

@@ -206,6 +206,11 @@ pub async fn cleanup(engine: &Engine, obj: &IamPolicy) -> Result<()> {
             )?;
         }
     }
-    gone(engine.iam.delete_policy(arn).await)?;
-    Ok(())
+    match gone(engine.iam.delete_policy(arn).await) {
+        // Attachments are gone by now: what remains is a use as a permissions boundary.
+        Err(IamError::Conflict(m)) => Err(Error::Iam(IamError::Conflict(format!(
+            "IAM policy {arn} is still in use, as the permissions boundary of a user or role; remove it from them (or their IamUser's spec.permissionsBoundary), then the deletion completes ({m})"
+        )))),
+        other => Ok(other?),
+    }
 }
