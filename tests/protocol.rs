@@ -396,3 +396,36 @@ async fn an_intent_that_cannot_be_recorded_creates_nothing() {
     reconcile(&w, &mut u).await.unwrap();
     assert_eq!(read::access_keys(&w.aws, "ivy").await.len(), 1);
 }
+
+#[tokio::test]
+async fn quotas_refuse_a_new_user_or_a_first_key_beyond_the_tenancys_limit() {
+    let w = World::start().await;
+    w.tenancy(serde_json::json!({"namespaceSelector": {}, "path": "/", "maxUsers": 2, "maxAccessKeys": 1}));
+    // Two other IamUsers of the namespace exist, one of them holds a key.
+    *w.deps.usage.lock().unwrap() = iam_operator::k8s::Usage {
+        users: 2,
+        access_keys: 1,
+    };
+    let mut u = user_cr("quinn");
+    let err = reconcile(&w, &mut u).await.unwrap_err();
+    assert!(err.to_string().contains("2 IAM users"), "{err}");
+    assert!(!read::user_exists(&w.aws, "quinn").await);
+
+    // Room for the user, but not for its key: the user is created, no key is issued.
+    *w.deps.usage.lock().unwrap() = iam_operator::k8s::Usage {
+        users: 1,
+        access_keys: 1,
+    };
+    let err = reconcile(&w, &mut u).await.unwrap_err();
+    assert!(err.to_string().contains("1 access keys"), "{err}");
+    assert!(read::user_exists(&w.aws, "quinn").await);
+    assert!(read::access_keys(&w.aws, "quinn").await.is_empty());
+
+    // Once there is room, the key comes.
+    *w.deps.usage.lock().unwrap() = iam_operator::k8s::Usage {
+        users: 1,
+        access_keys: 0,
+    };
+    reconcile(&w, &mut u).await.unwrap();
+    assert_eq!(read::access_keys(&w.aws, "quinn").await.len(), 1);
+}

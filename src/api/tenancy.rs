@@ -72,6 +72,14 @@ pub struct IamTenancyPolicySpec {
     /// Default `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adoption: Option<bool>,
+    /// The most IAM users the namespace may have (IamUsers whose user exists). Unset: no
+    /// limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_users: Option<u32>,
+    /// The most access keys the namespace's users may hold together (one published key per
+    /// IamUser; a previous key in its grace period does not count). Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_access_keys: Option<u32>,
     /// IAM action patterns that inline policies and IamPolicy documents of the namespace may
     /// not allow on broad resources (privilege escalation). Default: the operator's list
     /// (`iam:Create*`, `iam:Put*`, `iam:Attach*`, `iam:PassRole`, `sts:AssumeRole`, …).

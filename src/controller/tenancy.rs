@@ -33,6 +33,8 @@ pub struct Tenancy {
     pub adoption: bool,
     /// Action patterns screened in documents; empty when a boundary is forced.
     screened: Vec<String>,
+    pub max_users: Option<u32>,
+    pub max_access_keys: Option<u32>,
 }
 
 fn globs(patterns: &[String], field: &str, source: &str) -> Result<DenyList, String> {
@@ -75,6 +77,8 @@ impl Tenancy {
                     access_keys: true,
                     console: true,
                     adoption: settings.allow_adoption,
+                    max_users: None,
+                    max_access_keys: None,
                 })
             }
             Selection::Policy(name, spec) => {
@@ -114,6 +118,8 @@ impl Tenancy {
                     access_keys: spec.access_keys.unwrap_or(true),
                     console: spec.console.unwrap_or(true),
                     adoption: spec.adoption.unwrap_or(false),
+                    max_users: spec.max_users,
+                    max_access_keys: spec.max_access_keys,
                     screened,
                     source,
                 })
@@ -242,6 +248,18 @@ impl Tenancy {
                 .allowed_arns
                 .as_ref()
                 .is_some_and(|a| a.denies(arn).is_some())
+    }
+
+    /// Whether one more user (or access key) fits the namespace's quota, given what its
+    /// other IamUsers hold.
+    pub fn check_quota(&self, what: &str, max: Option<u32>, held: u32) -> Result<(), String> {
+        match max {
+            Some(max) if held >= max => Err(format!(
+                "namespace {} already has {held} {what}, the most {} allows ({max}); remove one or ask the platform team for more",
+                self.namespace, self.source
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Whether groups may be adopted: groups carry no tags, so no administrator consent can

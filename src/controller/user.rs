@@ -170,6 +170,15 @@ pub async fn reconcile(
         let allowed = tenancy
             .as_ref()
             .map_or((true, true), |t| (t.access_keys, t.console));
+        let key_refusal = match &tenancy {
+            Ok(t) if t.max_access_keys.is_some() && !holds_key(status) => {
+                let namespace = obj.namespace().unwrap_or_default();
+                let usage = engine.deps.usage(&namespace, &obj.name_any()).await?;
+                t.check_quota("access keys", t.max_access_keys, usage.access_keys)
+                    .err()
+            }
+            _ => None,
+        };
         let mut step = CredentialStep {
             engine,
             obj,
@@ -179,6 +188,7 @@ pub async fn reconcile(
             secrets,
             may_issue: identity.is_ok(),
             keys_allowed: allowed.0,
+            key_refusal,
             console_allowed: allowed.1,
             rules: tenancy
                 .as_ref()
@@ -191,6 +201,14 @@ pub async fn reconcile(
     identity?;
     credentials?;
     Ok(synced)
+}
+
+/// Whether the user has a published access key (quotas count it already).
+fn holds_key(status: &IamUserStatus) -> bool {
+    status
+        .access_key
+        .as_ref()
+        .is_some_and(|a| a.access_key_id.is_some())
 }
 
 /// Brings the user's identity and permissions in line with the spec, fail-closed: the
@@ -220,6 +238,12 @@ async fn sync_identity(
     let info = match existing {
         Some(info) => info,
         None => {
+            if tenancy.max_users.is_some() {
+                let usage = engine.deps.usage(&namespace, &obj.name_any()).await?;
+                tenancy
+                    .check_quota("IAM users", tenancy.max_users, usage.users)
+                    .map_err(Error::InvalidSpec)?;
+            }
             let info = engine
                 .iam
                 .create_user(&name, &obj.spec.path, &tags, boundary.as_deref())

@@ -43,6 +43,16 @@ pub trait Dependencies: Send + Sync {
     async fn group_managed_by(&self, group: &str) -> Result<Option<String>>;
     /// The IamTenancyPolicy that governs `namespace`.
     async fn tenancy(&self, namespace: &str) -> Result<Selection>;
+    /// What the namespace's IamUsers other than `except` hold: users that exist in IAM and
+    /// published access keys (for quotas).
+    async fn usage(&self, namespace: &str, except: &str) -> Result<Usage>;
+}
+
+/// What a namespace's IamUsers hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub users: u32,
+    pub access_keys: u32,
 }
 
 /// Reads dependencies from the Kubernetes API.
@@ -142,6 +152,21 @@ impl Dependencies for KubeDependencies {
             .into_iter()
             .find(|g| g.iam_name().eq_ignore_ascii_case(group))
             .map(|g| format!("{}/{}", g.namespace().unwrap_or_default(), g.name_any())))
+    }
+
+    async fn usage(&self, namespace: &str, except: &str) -> Result<Usage> {
+        let users: Api<crate::api::IamUser> = Api::namespaced(self.client.clone(), namespace);
+        let mut usage = Usage::default();
+        for u in users.list(&Default::default()).await? {
+            if u.name_any() == except {
+                continue;
+            }
+            let status = u.status.unwrap_or_default();
+            usage.users += u32::from(status.user_id.is_some());
+            usage.access_keys +=
+                u32::from(status.access_key.is_some_and(|a| a.access_key_id.is_some()));
+        }
+        Ok(usage)
     }
 
     async fn tenancy(&self, namespace: &str) -> Result<Selection> {

@@ -7,7 +7,7 @@ pub mod deps;
 pub mod journal;
 pub mod secrets;
 
-pub use deps::{Dependencies, KubeDependencies, Selection};
+pub use deps::{Dependencies, KubeDependencies, Selection, Usage};
 pub use journal::{Journal, StatusWriter};
 pub use secrets::{KubeSecrets, OwnWrites, SecretData, SecretStore, StoredSecret};
 

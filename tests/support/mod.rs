@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use iam_operator::controller::Engine;
 use iam_operator::error::{Error, Result};
 use iam_operator::iam::AwsIam;
-use iam_operator::k8s::{Dependencies, Journal, SecretStore, Selection, StoredSecret};
+use iam_operator::k8s::{Dependencies, Journal, SecretStore, Selection, StoredSecret, Usage};
 use iam_operator::metrics::Metrics;
 use iam_operator::settings::Settings;
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +26,8 @@ pub struct FakeDeps {
     pub managed_groups: Mutex<HashMap<String, String>>,
     /// The tenancy selection of every namespace (default: the flags).
     pub tenancy: Mutex<Option<Selection>>,
+    /// What the other IamUsers of a namespace hold (for quotas).
+    pub usage: Mutex<Usage>,
 }
 
 impl FakeDeps {
@@ -68,6 +70,9 @@ impl Dependencies for FakeDeps {
             .unwrap()
             .get(&group.to_lowercase())
             .cloned())
+    }
+    async fn usage(&self, _namespace: &str, _except: &str) -> Result<Usage> {
+        Ok(*self.usage.lock().unwrap())
     }
     async fn tenancy(&self, _namespace: &str) -> Result<Selection> {
         Ok(self

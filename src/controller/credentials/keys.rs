@@ -333,7 +333,7 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         rotate_after: timing.rotate_after,
         rotation_token: token.as_deref(),
         now,
-        may_issue: step.may_issue,
+        may_issue: step.may_issue && step.key_refusal.is_none(),
     });
 
     // Apply: deletions first.

@@ -52,6 +52,8 @@ pub struct CredentialStep<'a> {
     /// existing ones are removed as if disabled, and the spec's request is reported.
     pub keys_allowed: bool,
     pub console_allowed: bool,
+    /// Why a first access key may not be issued (a quota), if so.
+    pub key_refusal: Option<String>,
     /// Where the rules come from, for messages.
     pub rules: String,
 }
@@ -138,6 +140,16 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
     .into_iter()
     .flatten()
     .collect();
+    if let Some(refusal) = &step.key_refusal
+        && step
+            .status
+            .access_key
+            .as_ref()
+            .is_none_or(|a| a.access_key_id.is_none())
+        && step.obj.spec.access_key.as_ref().is_some_and(|a| a.enabled)
+    {
+        return Err(crate::error::Error::InvalidSpec(refusal.clone()));
+    }
     if !refused.is_empty() {
         return Err(crate::error::Error::InvalidSpec(format!(
             "{} not allowed in this namespace by {}; disable it in the spec or ask the platform team",
