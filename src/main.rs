@@ -3,7 +3,7 @@
 use clap::{Parser, ValueEnum};
 use iam_operator::api::{DeletionPolicy, IamPolicy};
 use iam_operator::controller::Engine;
-use iam_operator::iam::{AwsIam, FencedIam, Iam};
+use iam_operator::iam::{AssumedRoles, AwsIam, FencedIam, Iam};
 use iam_operator::k8s::KubeDependencies;
 use iam_operator::leader::{Elector, LeaseConfig};
 use iam_operator::metrics::{Metrics, serve};
@@ -243,16 +243,24 @@ async fn start(mut args: Args) -> Result<(), String> {
     let elector = args
         .leader_elect
         .then(|| Elector::new(client.clone(), lease_config));
-    let mut iam: Arc<dyn Iam> = Arc::new(AwsIam::with_metrics(
-        &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
-        metrics.clone(),
-    ));
-    if let Some(elector) = &elector {
-        // A replica that lost the lease writes nothing more to IAM, even before it exits.
-        iam = Arc::new(FencedIam::new(iam, elector.guard()));
-    }
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // A replica that lost the lease writes nothing more to IAM, even before it exits: every
+    // IAM client, the tenants' assumed roles included, is fenced by the lease.
+    let guard = elector.as_ref().map(|e| e.guard());
+    let fence = move |iam: Arc<dyn Iam>| -> Arc<dyn Iam> {
+        match &guard {
+            Some(guard) => Arc::new(FencedIam::new(iam, guard.clone())),
+            None => iam,
+        }
+    };
+    let iam = fence(Arc::new(AwsIam::with_metrics(&aws, metrics.clone())));
     let engine = Engine {
         iam,
+        identities: Some(Arc::new(AssumedRoles::new(
+            aws.clone(),
+            Some(metrics.clone()),
+            fence,
+        ))),
         settings,
         deps: Arc::new(KubeDependencies {
             client: client.clone(),

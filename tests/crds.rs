@@ -258,6 +258,9 @@ const NOT_IAM_FIELDS: &[&str] = &[
     "iamtenancypolicies.yaml spec.allowedPolicyArns",
     "iamtenancypolicies.yaml spec.allowedGroups",
     "iamtenancypolicies.yaml spec.screenedActions",
+    // STS AssumeRole parameters, not IAM's.
+    "iamtenancypolicies.yaml spec.roleArn",
+    "iamtenancypolicies.yaml spec.externalId",
 ];
 
 /// The schema of a string field; `tags.*` is the schema of a tag value.

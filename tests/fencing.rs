@@ -29,6 +29,7 @@ async fn context(cp: &ControlPlane, emulator: &Emulator, ns: &str) -> Arc<Contex
             namespaces: vec![ns.to_string()],
         }),
         metrics: Arc::new(Metrics::default()),
+        identities: None,
     };
     Arc::new(Context::new(engine, client))
 }

@@ -429,3 +429,66 @@ async fn quotas_refuse_a_new_user_or_a_first_key_beyond_the_tenancys_limit() {
     reconcile(&w, &mut u).await.unwrap();
     assert_eq!(read::access_keys(&w.aws, "quinn").await.len(), 1);
 }
+
+/// A tenancy policy naming a role: the namespace's objects are managed as that role (STS
+/// AssumeRole with the external id), not with the operator's own credentials.
+#[tokio::test]
+async fn a_tenants_objects_are_managed_as_the_role_its_tenancy_names() {
+    let w = World::start().await;
+    w.tenancy(serde_json::json!({
+        "namespaceSelector": {},
+        "path": "/",
+        "roleArn": "arn:aws:iam::123456789012:role/tenant-a",
+        "externalId": "tenant-a-external-id"
+    }));
+    let mut u = user_cr("rhea");
+    reconcile(&w, &mut u).await.unwrap();
+    assert_eq!(read::access_keys(&w.aws, "rhea").await.len(), 1);
+
+    let by_key = w.emulator.calls_by_access_key().await;
+    let sts = reqwest::get(format!(
+        "{}/_emulator/calls?by=access-key&service=sts",
+        w.emulator.url
+    ))
+    .await
+    .unwrap()
+    .json::<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>()
+    .await
+    .unwrap();
+    assert_eq!(
+        sts.get("testing").and_then(|c| c.get("AssumeRole")),
+        Some(&1),
+        "the operator's own key assumed the role once: {sts:?}"
+    );
+    let own = by_key.get("testing").cloned().unwrap_or_default();
+    assert!(
+        !own.contains_key("CreateUser") && !own.contains_key("CreateAccessKey"),
+        "the operator's own key wrote to IAM: {own:?}"
+    );
+    let assumed: Vec<_> = by_key
+        .iter()
+        .filter(|(key, calls)| *key != "testing" && calls.contains_key("CreateUser"))
+        .collect();
+    assert_eq!(
+        assumed.len(),
+        1,
+        "one session key created the user: {by_key:?}"
+    );
+    // A second reconcile reuses the cached session.
+    reconcile(&w, &mut u).await.unwrap();
+    let sts: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> =
+        reqwest::get(format!(
+            "{}/_emulator/calls?by=access-key&service=sts",
+            w.emulator.url
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        sts.get("testing").and_then(|c| c.get("AssumeRole")),
+        Some(&1),
+        "{sts:?}"
+    );
+}

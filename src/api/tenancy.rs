@@ -72,6 +72,16 @@ pub struct IamTenancyPolicySpec {
     /// Default `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adoption: Option<bool>,
+    /// ARN of a role the operator assumes (STS `AssumeRole`) for this namespace's objects,
+    /// so that they can live in another AWS account and AWS itself bounds what the operator
+    /// may do for the tenant. Unset: the operator's own identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$"))]
+    pub role_arn: Option<String>,
+    /// External id the role's trust policy requires, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224))]
+    pub external_id: Option<String>,
     /// The most IAM users the namespace may have (IamUsers whose user exists). Unset: no
     /// limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -69,7 +69,7 @@ pub async fn reconcile(
     status: &mut IamGroupStatus,
     journal: &dyn Journal<IamGroupStatus>,
 ) -> Result<Synced> {
-    let tenancy = engine.tenancy(obj).await?;
+    let (tenancy, engine) = &engine.for_tenant(obj).await?;
     tenancy
         .check_path(&obj.spec.path)
         .map_err(Error::InvalidSpec)?;
@@ -77,7 +77,7 @@ pub async fn reconcile(
     let namespace = obj.namespace().unwrap_or_default();
     let grants = permissions::decide(
         engine,
-        &tenancy,
+        tenancy,
         &namespace,
         &obj.spec.policies,
         &obj.spec.inline_policies,
@@ -85,7 +85,7 @@ pub async fn reconcile(
     .await?;
     let mut synced = Synced::default();
     let name = obj.iam_name();
-    let info = match observe(engine, Some(&tenancy), obj, status).await? {
+    let info = match observe(engine, Some(tenancy), obj, status).await? {
         Some(info) => info,
         None => {
             // Groups cannot be tagged: record the intent first, so that a crash right after
@@ -119,6 +119,7 @@ pub async fn cleanup(engine: &Engine, obj: &IamGroup) -> Result<()> {
     if engine.deletion_policy(obj.spec.deletion_policy) == DeletionPolicy::Retain {
         return Ok(());
     }
+    let (_, engine) = &engine.for_tenant(obj).await?;
     let status = obj.status.clone().unwrap_or_default();
     let Some(info) = super::ours_to_delete(observe(engine, None, obj, &status).await)? else {
         return Ok(());

@@ -35,6 +35,8 @@ pub struct Engine {
     pub settings: Settings,
     pub deps: Arc<dyn Dependencies>,
     pub metrics: Arc<Metrics>,
+    /// Other identities (tenants' roles); `None`: a tenancy naming a role is refused.
+    pub identities: Option<Arc<dyn crate::iam::Identities>>,
 }
 
 impl Engine {
@@ -52,6 +54,28 @@ impl Engine {
         let namespace = obj.namespace().unwrap_or_default();
         let selection = self.deps.tenancy(&namespace).await?;
         tenancy::Tenancy::new(&self.settings, &namespace, &selection).map_err(Error::InvalidSpec)
+    }
+
+    /// The engine acting for a tenant: as the role its tenancy names, if any.
+    pub async fn acting_for(&self, tenancy: &tenancy::Tenancy) -> Result<Engine> {
+        match (&tenancy.role, &self.identities) {
+            (None, _) => Ok(self.clone()),
+            (Some((role, external_id)), Some(identities)) => Ok(Engine {
+                iam: identities.assume(role, external_id.as_deref()).await,
+                ..self.clone()
+            }),
+            (Some((role, _)), None) => Err(Error::InvalidSpec(format!(
+                "{} names the role {role}, but this operator cannot assume roles",
+                tenancy.source
+            ))),
+        }
+    }
+
+    /// The tenancy of `obj` and the engine acting for it.
+    pub async fn for_tenant<K: ResourceExt>(&self, obj: &K) -> Result<(tenancy::Tenancy, Engine)> {
+        let tenancy = self.tenancy(obj).await?;
+        let engine = self.acting_for(&tenancy).await?;
+        Ok((tenancy, engine))
     }
 
     /// IAM account id and partition, for building ARNs.

@@ -67,14 +67,14 @@ pub async fn reconcile(
     obj: &IamPolicy,
     status: &mut IamPolicyStatus,
 ) -> Result<Synced> {
-    let tenancy = engine.tenancy(obj).await?;
-    guard(engine, &tenancy, obj)?;
+    let (tenancy, engine) = &engine.for_tenant(obj).await?;
+    guard(engine, tenancy, obj)?;
     let mut synced = Synced::default();
     let name = obj.iam_name();
     let tags = desired_tags(&obj.spec.tags, &engine.owner_of(obj));
     let rendered = document::render(&obj.spec.document);
 
-    let info = match observe(engine, Some(&tenancy), obj, status).await? {
+    let info = match observe(engine, Some(tenancy), obj, status).await? {
         Some(info) => info,
         None => {
             let created = engine
@@ -171,6 +171,7 @@ pub async fn cleanup(engine: &Engine, obj: &IamPolicy) -> Result<()> {
     if engine.deletion_policy(obj.spec.deletion_policy) == DeletionPolicy::Retain {
         return Ok(());
     }
+    let (_, engine) = &engine.for_tenant(obj).await?;
     let status = obj.status.clone().unwrap_or_default();
     let Some(info) = super::ours_to_delete(observe(engine, None, obj, &status).await)? else {
         return Ok(());

@@ -35,6 +35,8 @@ pub struct Tenancy {
     screened: Vec<String>,
     pub max_users: Option<u32>,
     pub max_access_keys: Option<u32>,
+    /// The role (and external id) the operator assumes for this namespace, if any.
+    pub role: Option<(String, Option<String>)>,
 }
 
 fn globs(patterns: &[String], field: &str, source: &str) -> Result<DenyList, String> {
@@ -79,6 +81,7 @@ impl Tenancy {
                     adoption: settings.allow_adoption,
                     max_users: None,
                     max_access_keys: None,
+                    role: None,
                 })
             }
             Selection::Policy(name, spec) => {
@@ -120,6 +123,7 @@ impl Tenancy {
                     adoption: spec.adoption.unwrap_or(false),
                     max_users: spec.max_users,
                     max_access_keys: spec.max_access_keys,
+                    role: spec.role_arn.clone().map(|r| (r, spec.external_id.clone())),
                     screened,
                     source,
                 })

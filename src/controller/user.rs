@@ -157,24 +157,19 @@ pub async fn reconcile(
     secrets: &dyn SecretStore,
 ) -> Result<Synced> {
     let mut synced = Synced::default();
-    // Rules that cannot be read grant nothing new; the credential step still protects.
-    let tenancy = engine.tenancy(obj).await;
-    let existing = observe(engine, tenancy.as_ref().ok(), obj, status).await?;
+    // The rules, and the identity (account) to act as: without them nothing is done.
+    let (tenancy, engine) = &engine.for_tenant(obj).await?;
+    let existing = observe(engine, Some(tenancy), obj, status).await?;
     let present = existing.is_some();
-    let identity = match &tenancy {
-        Ok(t) => sync_identity(engine, t, obj, status, existing, &mut synced).await,
-        Err(e) => Err(Error::InvalidSpec(e.to_string())),
-    };
+    let identity = sync_identity(engine, tenancy, obj, status, existing, &mut synced).await;
     let name = obj.iam_name();
     let credentials = if present || identity.is_ok() {
-        let allowed = tenancy
-            .as_ref()
-            .map_or((true, true), |t| (t.access_keys, t.console));
-        let key_refusal = match &tenancy {
-            Ok(t) if t.max_access_keys.is_some() && !holds_key(status) => {
+        let key_refusal = match tenancy.max_access_keys {
+            Some(_) if !holds_key(status) => {
                 let namespace = obj.namespace().unwrap_or_default();
                 let usage = engine.deps.usage(&namespace, &obj.name_any()).await?;
-                t.check_quota("access keys", t.max_access_keys, usage.access_keys)
+                tenancy
+                    .check_quota("access keys", tenancy.max_access_keys, usage.access_keys)
                     .err()
             }
             _ => None,
@@ -187,12 +182,10 @@ pub async fn reconcile(
             journal,
             secrets,
             may_issue: identity.is_ok(),
-            keys_allowed: allowed.0,
+            keys_allowed: tenancy.access_keys,
             key_refusal,
-            console_allowed: allowed.1,
-            rules: tenancy
-                .as_ref()
-                .map_or_else(|_| String::new(), |t| t.source.clone()),
+            console_allowed: tenancy.console,
+            rules: tenancy.source.clone(),
         };
         credentials::sync(&mut step, &mut synced).await
     } else {
@@ -355,6 +348,7 @@ async fn sync_identity(
 /// the login profile this resource created are deleted too: a credential nobody holds is
 /// only a liability.
 pub async fn cleanup(engine: &Engine, obj: &IamUser, secrets: &dyn SecretStore) -> Result<()> {
+    let (_, engine) = &engine.for_tenant(obj).await?;
     if engine.deletion_policy(obj.spec.deletion_policy) != DeletionPolicy::Retain {
         delete_in_iam(engine, obj).await?;
     } else if secrets.namespace_terminating().await? {

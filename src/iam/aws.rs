@@ -15,6 +15,86 @@ pub struct AwsIam {
     account: OnceCell<(String, String)>,
 }
 
+/// An IAM client, as the rest of the operator sees it.
+type SharedIam = std::sync::Arc<dyn super::Iam>;
+/// What every client is wrapped in (the leader's write fence).
+type Wrap = Box<dyn Fn(SharedIam) -> SharedIam + Send + Sync>;
+
+/// Tenants' roles, assumed through STS with the operator's own credentials. Each role's
+/// client is built once; the SDK's identity cache keeps its session credentials and renews
+/// them before they expire.
+pub struct AssumedRoles {
+    config: aws_config::SdkConfig,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    wrap: Wrap,
+    /// One client per (role, external id).
+    cache: tokio::sync::Mutex<std::collections::HashMap<(String, Option<String>), SharedIam>>,
+}
+
+impl AssumedRoles {
+    pub fn new(
+        config: aws_config::SdkConfig,
+        metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+        wrap: impl Fn(std::sync::Arc<dyn super::Iam>) -> std::sync::Arc<dyn super::Iam>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        // STS needs a clock and a sleep (for retries); a configuration built by hand may
+        // lack them, which the SDK would only notice by panicking.
+        let mut builder = config.to_builder();
+        if config.time_source().is_none() {
+            builder = builder.time_source(aws_smithy_async::time::SystemTimeSource::new());
+        }
+        if config.sleep_impl().is_none()
+            && let Some(sleep) = aws_smithy_async::rt::sleep::default_async_sleep()
+        {
+            builder = builder.sleep_impl(sleep);
+        }
+        Self {
+            config: builder.build(),
+            metrics,
+            wrap: Box::new(wrap),
+            cache: Default::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl super::Identities for AssumedRoles {
+    async fn assume(
+        &self,
+        role_arn: &str,
+        external_id: Option<&str>,
+    ) -> std::sync::Arc<dyn super::Iam> {
+        let key = (role_arn.to_string(), external_id.map(str::to_string));
+        let mut cache = self.cache.lock().await;
+        if let Some(iam) = cache.get(&key) {
+            return iam.clone();
+        }
+        let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .session_name("iam-operator")
+            .configure(&self.config);
+        if let Some(id) = external_id {
+            provider = provider.external_id(id);
+        }
+        let config = self
+            .config
+            .to_builder()
+            .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
+                provider.build().await,
+            ))
+            .build();
+        let iam: std::sync::Arc<dyn super::Iam> = match &self.metrics {
+            Some(m) => std::sync::Arc::new(AwsIam::with_metrics(&config, m.clone())),
+            None => std::sync::Arc::new(AwsIam::new(&config)),
+        };
+        let iam = (self.wrap)(iam);
+        cache.insert(key, iam.clone());
+        iam
+    }
+}
+
 /// Counts every IAM request attempt (retries included: each one costs rate limit) by
 /// operation and outcome.
 struct CountCalls(std::sync::Arc<crate::metrics::Metrics>);

@@ -5,13 +5,14 @@
 mod aws;
 mod fenced;
 
-pub use aws::AwsIam;
+pub use aws::{AssumedRoles, AwsIam};
 pub use fenced::FencedIam;
 
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 use secrecy::SecretString;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// IAM failures, reduced to what the controllers act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +63,14 @@ impl IamError {
 }
 
 pub type IamResult<T> = Result<T, IamError>;
+
+/// IAM as other identities: a tenancy policy's role, assumed through STS.
+#[async_trait]
+pub trait Identities: Send + Sync {
+    /// The IAM port acting as `role_arn` (session credentials cached and refreshed before
+    /// they expire).
+    async fn assume(&self, role_arn: &str, external_id: Option<&str>) -> Arc<dyn Iam>;
+}
 
 /// Turns `NotFound` into `None`, for reads of things that may not exist.
 pub fn optional<T>(r: IamResult<T>) -> IamResult<Option<T>> {

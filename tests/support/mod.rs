@@ -221,6 +221,11 @@ impl World {
             settings,
             deps: deps.clone(),
             metrics: Arc::new(Metrics::default()),
+            identities: Some(Arc::new(iam_operator::iam::AssumedRoles::new(
+                config.clone(),
+                None,
+                |iam| iam,
+            ))),
         };
         Self {
             aws: aws_sdk_iam::Client::new(&config),
