@@ -13,7 +13,7 @@
 //! | part of the policy | AWS | emulator | enforced by the emulator? |
 //! |---|---|---|---|
 //! | explicit `Deny iam:DeleteUserPermissionsBoundary` on `*`, even with `IAMFullAccess` | AccessDenied | AccessDenied | **yes** |
-//! | `Deny` attaching `AdministratorAccess` (`ArnLike iam:PolicyARN`) on `*`, even with `IAMFullAccess` | AccessDenied | AccessDenied | **yes**, but only because the condition is not evaluated: |
+//! | `Deny` attaching `AdministratorAccess` (`ArnLike iam:PolicyARN`) on `*`, even with `IAMFullAccess` | AccessDenied | AccessDenied | **yes**, but only because the condition is not evaluated (next row) |
 //! | … attaching any other policy (`ReadOnlyAccess`) | allowed | AccessDenied | over-enforced: the `Deny` hits every attach |
 //! | `CreateUser` without `iam:PermissionsBoundary` = the boundary (`StringEquals`) | AccessDenied | allowed | **no**: condition not evaluated |
 //! | `PutUserPermissionsBoundary` with another boundary | AccessDenied | allowed | **no**: condition not evaluated |
@@ -23,8 +23,9 @@
 //! | … `CreateUser` outside `/k8s/` | AccessDenied | AccessDenied (for the wrong reason) / allowed once widened to `*` | **no** |
 //! | the boundary caps the user it is set on | AccessDenied | allowed | **no**: moto ignores permissions boundaries |
 //!
-//! What is not enforced by the emulator must be verified against AWS, e.g. with the IAM
-//! policy simulator (`aws iam simulate-principal-policy` with `--context-entries` for
+//! Not enforced by the emulator: the `iam:PermissionsBoundary` and `iam:PolicyARN`
+//! conditions, the `Deny` on the boundary policy's ARN, the path-prefix scoping and the
+//! boundary itself; verify them against AWS with the IAM policy simulator (`aws iam simulate-principal-policy` with `--context-entries` for
 //! `iam:PermissionsBoundary` and `iam:PolicyARN`). To run the operator under the emulator
 //! the tests use the policy's "emulator form": every `Allow` widened to `Resource: "*"`
 //! (as `tests/credentials.rs` does for the general policy) and the conditioned `Deny`
@@ -631,4 +632,43 @@ async fn the_operator_runs_with_the_delegated_policy() {
     assert!(!logs.contains("AccessDenied"), "{logs}");
     op.stop();
     cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// The Allow actions of a policy document.
+fn allowed_actions(policy: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    let mut actions = std::collections::BTreeSet::new();
+    for s in policy["Statement"].as_array().unwrap() {
+        if s["Effect"] != "Allow" {
+            continue;
+        }
+        match &s["Action"] {
+            serde_json::Value::String(a) => {
+                actions.insert(a.clone());
+            }
+            list => actions.extend(
+                list.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string()),
+            ),
+        }
+    }
+    actions
+}
+
+/// The delegated policy allows every action of the general one (which a test in
+/// `tests/credentials.rs` shows is all the operator needs) but the boundary's removal,
+/// which a forced boundary never calls for.
+#[test]
+fn the_delegated_policy_allows_what_the_general_one_does_but_boundary_removal() {
+    let general: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            support::emulator::repo_root().join("docs/operator-iam-policy.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut expected = allowed_actions(&general);
+    assert!(expected.remove("iam:DeleteUserPermissionsBoundary"));
+    assert_eq!(allowed_actions(&delegated()), expected);
 }
