@@ -496,3 +496,53 @@ async fn own_status_writes_wake_no_second_reconcile() {
     assert!(read::group_exists(&env.aws, &group).await);
     env.done();
 }
+
+/// A tenancy policy changed later applies to existing objects at once: its watch wakes
+/// them. Here keys are withdrawn from a namespace whose user holds one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_tenancy_policy_applies_to_existing_objects_at_once() {
+    let env = Env::start("tenancy").await;
+    let ns = env.ns.clone();
+    env.cp
+        .kubectl_ok(&["label", "namespace", &ns, &format!("tenancy-test={ns}")]);
+    let policy = |keys: bool| {
+        format!(
+            "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamTenancyPolicy\nmetadata: {{name: {ns}}}\nspec:\n  namespaceSelector: {{matchLabels: {{tenancy-test: {ns}}}}}\n  path: /\n  accessKeys: {keys}\n"
+        )
+    };
+    env.apply(&policy(true));
+    let user = format!("{ns}-tia");
+    env.apply(&format!(
+        "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamUser\nmetadata: {{name: tia, namespace: {ns}}}\nspec:\n  userName: {user}\n  accessKey: {{enabled: true}}\n"
+    ));
+    env.wait_ready::<IamUser>("tia", SETTLE).await;
+    assert_eq!(read::access_keys(&env.aws, &user).await.len(), 1);
+
+    env.apply(&policy(false));
+    let changed = Instant::now();
+    env.within(
+        "the key withdrawn by the changed tenancy policy",
+        WOKEN_WITHIN,
+        || async {
+            read::access_keys(&env.aws, &user)
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    let stalled = env
+        .wait_condition::<IamUser>("tia", "False", Some("InvalidSpec"), WOKEN_WITHIN)
+        .await;
+    let message = ready_condition(&stalled).unwrap()["message"].clone();
+    assert!(
+        message
+            .as_str()
+            .unwrap_or_default()
+            .contains("access keys not allowed"),
+        "{message}"
+    );
+    assert!(changed.elapsed() < WOKEN_WITHIN);
+    env.cp.kubectl_ok(&["delete", "iamtenancypolicy", &ns]);
+    env.done();
+}
