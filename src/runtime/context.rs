@@ -53,8 +53,4 @@ impl Context {
         }
     }
 
-    /// Number of objects with backoff state (for tests of its cleanup).
-    pub fn backoff_entries(&self) -> usize {
-        self.failures.lock().map_or(0, |f| f.len())
-    }
 }
