@@ -39,29 +39,66 @@ async fn policy_owner(engine: &Engine, arn: &str) -> Result<Option<String>> {
     Ok(optional(engine.iam.get_policy(arn).await)?.and_then(|p| p.tags.get(OWNER_TAG).cloned()))
 }
 
+/// What a managed policy is used as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Attached: it grants.
+    Grant,
+    /// A permissions boundary: it only narrows.
+    Boundary,
+}
+
+/// Whether a managed policy attached by ARN may be granted: the attachment rules, and,
+/// where the tenancy screens managed policies, its document. `Ok(Err)` is a refusal.
+async fn check_managed(
+    engine: &Engine,
+    tenancy: &Tenancy,
+    arn: &str,
+    used_as: Use,
+) -> Result<std::result::Result<(), String>> {
+    let owner = policy_owner(engine, arn).await?;
+    if let Err(refused) = tenancy.check_attachable(arn, owner.as_deref()) {
+        return Ok(Err(refused));
+    }
+    // A boundary only ever narrows what is granted: its document is not screened.
+    if used_as == Use::Boundary || !tenancy.screens_managed_policies() {
+        return Ok(Ok(()));
+    }
+    // A policy that does not exist cannot be attached; IAM says so more clearly.
+    let Some(info) = optional(engine.iam.get_policy(arn).await)? else {
+        return Ok(Ok(()));
+    };
+    let text = engine
+        .iam
+        .get_policy_version(arn, &info.default_version_id)
+        .await?;
+    let doc = document::parse(&text).unwrap_or(serde_json::Value::Null);
+    Ok(tenancy.screen(&format!("managed policy {arn}"), &doc))
+}
+
 /// Resolves an attachment to a policy ARN and checks it against the tenancy rules: `Ok(Err)`
-/// is a refusal, `Err` a failure to find out (e.g. a dependency not Ready).
+/// is a refusal, `Err` a failure to find out (e.g. a dependency not Ready). A policyRef is
+/// the namespace's own IamPolicy, whose document is screened when it is reconciled.
 pub async fn resolve_policy(
     engine: &Engine,
     tenancy: &Tenancy,
     namespace: &str,
     attachment: &PolicyAttachment,
+    used_as: Use,
 ) -> Result<std::result::Result<String, String>> {
-    let (arn, owner) = match (&attachment.policy_ref, &attachment.arn) {
-        (Some(r), _) => (
-            engine.deps.policy_arn(namespace, &r.name).await?,
-            Some(engine.settings.owner(namespace, &r.name)),
-        ),
-        (None, Some(arn)) => (arn.clone(), policy_owner(engine, arn).await?),
-        (None, None) => {
-            return Err(Error::InvalidSpec(
-                "a policy entry needs policyRef or arn".into(),
-            ));
+    match (&attachment.policy_ref, &attachment.arn) {
+        (Some(r), _) => {
+            let arn = engine.deps.policy_arn(namespace, &r.name).await?;
+            let owner = engine.settings.owner(namespace, &r.name);
+            Ok(tenancy.check_attachable(&arn, Some(&owner)).map(|()| arn))
         }
-    };
-    Ok(tenancy
-        .check_attachable(&arn, owner.as_deref())
-        .map(|()| arn))
+        (None, Some(arn)) => Ok(check_managed(engine, tenancy, arn, used_as)
+            .await?
+            .map(|()| arn.clone())),
+        (None, None) => Err(Error::InvalidSpec(
+            "a policy entry needs policyRef or arn".into(),
+        )),
+    }
 }
 
 /// Decides a principal's managed and inline policies under the tenancy rules.
@@ -74,7 +111,7 @@ pub async fn decide(
 ) -> Result<Grants> {
     let mut grants = Grants::default();
     for attachment in policies {
-        match resolve_policy(engine, tenancy, namespace, attachment).await? {
+        match resolve_policy(engine, tenancy, namespace, attachment, Use::Grant).await? {
             Ok(arn) => grants.arns.push(arn),
             Err(refused) => grants.refused.push(refused),
         }
@@ -89,8 +126,8 @@ pub async fn decide(
 }
 
 /// Whether a group outside the namespace, joined by name, grants nothing the tenancy
-/// refuses: its managed policies pass the attachment rules and its inline policies the
-/// escalation screening. Only with the flags: an allowedGroups entry is consent.
+/// refuses: its managed policies pass the attachment rules and, like its inline policies,
+/// the escalation screening. Only with the flags: an allowedGroups entry is consent.
 pub async fn check_joined_group(
     engine: &Engine,
     tenancy: &Tenancy,
@@ -98,8 +135,7 @@ pub async fn check_joined_group(
 ) -> Result<std::result::Result<(), String>> {
     let principal = Principal::Group(group);
     for arn in engine.iam.list_attached_policies(principal).await? {
-        let owner = policy_owner(engine, &arn).await?;
-        if let Err(refused) = tenancy.check_attachable(&arn, owner.as_deref()) {
+        if let Err(refused) = check_managed(engine, tenancy, &arn, Use::Grant).await? {
             return Ok(Err(format!(
                 "a policy reached through group {group} is refused: {refused}"
             )));

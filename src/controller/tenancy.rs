@@ -200,6 +200,13 @@ impl Tenancy {
         self.allowed_groups.is_none()
     }
 
+    /// Whether managed policies attached by ARN have their documents screened too: with
+    /// the flags nothing vouches for them; under a tenancy policy only listed ones can be
+    /// attached, and the list is the platform team's consent.
+    pub fn screens_managed_policies(&self) -> bool {
+        self.allowed_arns.is_none() && !self.screened.is_empty()
+    }
+
     /// Screens a policy document for privilege escalation; `what` names it in the message.
     pub fn screen(&self, what: &str, doc: &serde_json::Value) -> Result<(), String> {
         if self.screened.is_empty() {

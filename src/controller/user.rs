@@ -2,6 +2,7 @@
 //! its credentials (`super::credentials`).
 
 use super::credentials::{self, CredentialStep};
+use super::permissions::Use;
 use super::plan::{plan_set, plan_tags};
 use super::tenancy::Tenancy;
 use super::{Engine, Reason, Synced, check_adopted_path, check_owner, desired_tags, permissions};
@@ -54,23 +55,28 @@ async fn desired_boundary(
     match (&tenancy.boundary, spec) {
         (Some(forced), None) => Ok((Some(forced.clone()), None)),
         (Some(forced), Some(b)) => {
-            let differs = match permissions::resolve_policy(engine, tenancy, &namespace, b).await {
-                Ok(Ok(arn)) => arn != *forced,
-                _ => true,
-            };
+            let differs =
+                match permissions::resolve_policy(engine, tenancy, &namespace, b, Use::Boundary)
+                    .await
+                {
+                    Ok(Ok(arn)) => arn != *forced,
+                    _ => true,
+                };
             let refusal = differs.then(|| format!(
                 "spec.permissionsBoundary differs from the boundary {forced} that {} forces; the forced one is applied: remove spec.permissionsBoundary or set it to the forced one",
                 tenancy.source
             ));
             Ok((Some(forced.clone()), refusal))
         }
-        (None, Some(b)) => match permissions::resolve_policy(engine, tenancy, &namespace, b).await?
-        {
-            Ok(arn) => Ok((Some(arn), None)),
-            Err(refused) => Err(Error::InvalidSpec(format!(
-                "spec.permissionsBoundary: {refused}"
-            ))),
-        },
+        (None, Some(b)) => {
+            match permissions::resolve_policy(engine, tenancy, &namespace, b, Use::Boundary).await?
+            {
+                Ok(arn) => Ok((Some(arn), None)),
+                Err(refused) => Err(Error::InvalidSpec(format!(
+                    "spec.permissionsBoundary: {refused}"
+                ))),
+            }
+        }
         (None, None) => Ok((None, None)),
     }
 }
@@ -89,15 +95,17 @@ async fn desired_groups(
         match (&membership.group_ref, &membership.group_name) {
             (Some(r), _) => groups.push(engine.deps.group_name(&namespace, &r.name).await?),
             (None, Some(name)) => {
-                let managed_by = engine.deps.group_managed_by(name).await?;
-                if let Err(r) = tenancy.check_joinable(name, managed_by.as_deref()) {
-                    refused.push(r);
-                    continue;
-                }
-                if optional(engine.iam.get_group(name).await)?.is_none() {
+                let Some(group) = optional(engine.iam.get_group(name).await)? else {
                     return Err(Error::DependencyNotReady(format!(
                         "IAM group {name} does not exist"
                     )));
+                };
+                // The IamGroup that holds the group's id manages it; one that merely names
+                // it (and was refused) does not.
+                let managed_by = engine.deps.group_claimed_by(&group.id, "", "").await?;
+                if let Err(r) = tenancy.check_joinable(name, managed_by.as_deref()) {
+                    refused.push(r);
+                    continue;
                 }
                 if tenancy.screens_joined_groups()
                     && let Err(r) = permissions::check_joined_group(engine, tenancy, name).await?
@@ -299,7 +307,10 @@ async fn sync_identity(
         &obj.spec.inline_policies,
     )
     .await?;
-    if let Some(arn) = change_password_policy(engine, obj).await? {
+    // Granted by the operator itself, for a console the tenancy allows.
+    if tenancy.console
+        && let Some(arn) = change_password_policy(engine, obj).await?
+    {
         grants.arns.push(arn);
     }
     let current_groups = engine.iam.list_groups_for_user(&name).await?;

@@ -30,17 +30,16 @@ pub trait Dependencies: Send + Sync {
     async fn policy_arn(&self, namespace: &str, name: &str) -> Result<String>;
     /// IAM name of the Ready IamGroup `name`, or `DependencyNotReady`.
     async fn group_name(&self, namespace: &str, name: &str) -> Result<String>;
-    /// `namespace/name` of another IamGroup that already manages the IAM group with this
-    /// id. Groups cannot be tagged, so this is how adoption avoids taking one twice.
+    /// `namespace/name` of an IamGroup other than `namespace/name` that manages the IAM
+    /// group with this id (its status records the id). Groups cannot be tagged, so this is
+    /// how adoption avoids taking one twice, and how a group joined by name is known to be
+    /// another namespace's.
     async fn group_claimed_by(
         &self,
         group_id: &str,
         namespace: &str,
         name: &str,
     ) -> Result<Option<String>>;
-    /// `namespace/name` of the IamGroup that manages the IAM group named `group` (by
-    /// `spec.groupName` or `metadata.name`, compared case-insensitively), if any.
-    async fn group_managed_by(&self, group: &str) -> Result<Option<String>>;
     /// The IamTenancyPolicy that governs `namespace`.
     async fn tenancy(&self, namespace: &str) -> Result<Selection>;
     /// What the namespace's IamUsers other than `except` hold: users that exist in IAM and
@@ -143,15 +142,6 @@ impl Dependencies for KubeDependencies {
             }
         }
         Ok(None)
-    }
-
-    async fn group_managed_by(&self, group: &str) -> Result<Option<String>> {
-        Ok(self
-            .all_groups()
-            .await?
-            .into_iter()
-            .find(|g| g.iam_name().eq_ignore_ascii_case(group))
-            .map(|g| format!("{}/{}", g.namespace().unwrap_or_default(), g.name_any())))
     }
 
     async fn usage(&self, namespace: &str, except: &str) -> Result<Usage> {

@@ -52,5 +52,4 @@ impl Context {
             f.remove(key);
         }
     }
-
 }

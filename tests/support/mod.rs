@@ -22,8 +22,6 @@ pub struct FakeDeps {
     pub groups: Mutex<HashMap<(String, String), String>>,
     /// IAM group id → `namespace/name` of the IamGroup whose status records it.
     pub group_claims: Mutex<HashMap<String, String>>,
-    /// IAM group name (lower-case) → `namespace/name` of the IamGroup managing it.
-    pub managed_groups: Mutex<HashMap<String, String>>,
     /// The tenancy selection of every namespace (default: the flags).
     pub tenancy: Mutex<Option<Selection>>,
     /// What the other IamUsers of a namespace hold (for quotas).
@@ -62,14 +60,6 @@ impl Dependencies for FakeDeps {
             .get(&(ns.into(), name.into()))
             .cloned()
             .ok_or_else(|| Error::DependencyNotReady(format!("waiting for IamGroup {name}")))
-    }
-    async fn group_managed_by(&self, group: &str) -> Result<Option<String>> {
-        Ok(self
-            .managed_groups
-            .lock()
-            .unwrap()
-            .get(&group.to_lowercase())
-            .cloned())
     }
     async fn usage(&self, _namespace: &str, _except: &str) -> Result<Usage> {
         Ok(*self.usage.lock().unwrap())

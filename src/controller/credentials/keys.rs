@@ -219,6 +219,12 @@ pub fn plan(f: &KeyFacts) -> KeyPlan {
     plan
 }
 
+fn keys_left(keys: &[AccessKeyInfo], plan: &KeyPlan) -> usize {
+    keys.iter()
+        .filter(|k| !plan.delete_first.contains(&k.id))
+        .count()
+}
+
 fn after(t: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d)
         .ok()
@@ -407,8 +413,14 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         step.journal.record(step.status).await?;
         crate::failpoint::hit("after-record-intent");
 
+        // The plan made room, so IAM's limit here means a key the listing did not show yet
+        // (one a failed attempt made, listed late): the intent is pending, and the retry
+        // finds and deletes that key.
         let key = iam.create_access_key(user).await.map_err(|e| match e {
-            IamError::LimitExceeded(m) => Error::LimitExceeded(m),
+            IamError::LimitExceeded(m) => Error::Iam(IamError::Transient(format!(
+                "IAM refused a new access key although only {} were listed ({m}); a key made by an earlier attempt is not listed yet, retrying",
+                keys_left(&keys, &plan)
+            ))),
             other => other.into(),
         })?;
         crate::failpoint::hit("after-create-access-key");
