@@ -35,10 +35,10 @@ use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// How long after a creation a key that the SDK's retry may have duplicated is looked for
-/// again: IAM's reads can lag its writes by seconds.
+/// How long after a creation that followed a failed attempt the keys are listed again: the
+/// failed attempt may have made a key that IAM's reads, which lag its writes by seconds, did
+/// not show yet.
 const SWEEP_AFTER: Duration = Duration::from_secs(30);
-const SWEEP_WINDOW: SignedDuration = SignedDuration::from_secs(120);
 
 /// The timing of rotation, checked as admission does (for objects admitted before the
 /// schema had these rules).
@@ -316,6 +316,8 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
     };
     let name = super::access_key_secret_name(obj);
     let mut st = step.status.access_key.clone().unwrap_or_default();
+    // An intent still pending: the previous attempt failed or was interrupted.
+    let after_failed_attempt = st.creating_since.is_some();
     step.carry_over_renamed_secret(st.secret_name.as_deref(), &name)
         .await?;
     st.secret_name = Some(name.clone());
@@ -506,9 +508,7 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
     if let (Some(max), Some(created)) = (timing.rotate_after, &st.created_at) {
         synced.requeue_within(until(now, after(created.0, max)));
     }
-    if let Some(created) = &st.created_at
-        && now.duration_since(created.0) < SWEEP_WINDOW
-    {
+    if plan.create.is_some() && after_failed_attempt {
         synced.requeue_within(SWEEP_AFTER);
     }
     let unmanaged = plan.unmanaged.clone();
