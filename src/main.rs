@@ -8,7 +8,7 @@ use iam_operator::k8s::KubeDependencies;
 use iam_operator::leader::{Elector, LeaseConfig};
 use iam_operator::metrics::{Metrics, serve};
 use iam_operator::runtime::{Context, run};
-use iam_operator::settings::{DenyList, Settings};
+use iam_operator::settings::{Globs, Settings};
 use kube::api::{Api, ListParams};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -173,7 +173,7 @@ async fn start(mut args: Args) -> Result<(), String> {
         cluster_name: args.cluster_name,
         iam_path_prefix: args.iam_path_prefix,
         required_permissions_boundary: args.required_permissions_boundary,
-        deny_policy_arns: DenyList::new(&args.deny_policy_arn)
+        deny_policy_arns: Globs::new(&args.deny_policy_arn)
             .map_err(|e| format!("invalid --deny-policy-arn: {e}"))?,
         default_deletion_policy: match args.default_deletion_policy {
             DeletionPolicyArg::Delete => DeletionPolicy::Delete,

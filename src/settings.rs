@@ -10,7 +10,8 @@ pub struct Settings {
     pub cluster_name: String,
     pub iam_path_prefix: String,
     pub required_permissions_boundary: Option<String>,
-    pub deny_policy_arns: DenyList,
+    /// `--deny-policy-arn`: never attached.
+    pub deny_policy_arns: Globs,
     pub default_deletion_policy: DeletionPolicy,
     pub resync_interval: Duration,
     /// Whether namespaces no IamTenancyPolicy selects may adopt entities tagged adoptable
@@ -24,7 +25,7 @@ impl Default for Settings {
             cluster_name: "default".into(),
             iam_path_prefix: "/".into(),
             required_permissions_boundary: None,
-            deny_policy_arns: DenyList::default(),
+            deny_policy_arns: Globs::default(),
             default_deletion_policy: DeletionPolicy::Delete,
             resync_interval: Duration::from_secs(600),
             allow_adoption: false,
@@ -37,28 +38,17 @@ impl Settings {
     pub fn owner(&self, namespace: &str, name: &str) -> String {
         format!("{}/{}/{}", self.cluster_name, namespace, name)
     }
-
-    /// Checks that an IAM path sits under `--iam-path-prefix`.
-    pub fn check_path(&self, path: &str) -> Result<(), String> {
-        if path.starts_with(&self.iam_path_prefix) {
-            Ok(())
-        } else {
-            Err(format!(
-                "path {path} is outside the operator's IAM path prefix {}; use a path that starts with it",
-                self.iam_path_prefix
-            ))
-        }
-    }
 }
 
-/// Globs of policy ARNs that may never be attached (`--deny-policy-arn`).
+/// A list of globs (`*` matches any run of characters), e.g. the policy ARNs of
+/// `--deny-policy-arn` or a tenancy policy's allow lists.
 #[derive(Clone, Debug, Default)]
-pub struct DenyList {
+pub struct Globs {
     patterns: Vec<String>,
     set: GlobSet,
 }
 
-impl DenyList {
+impl Globs {
     pub fn new(patterns: &[String]) -> Result<Self, globset::Error> {
         let mut builder = GlobSetBuilder::new();
         for p in patterns {
@@ -70,10 +60,10 @@ impl DenyList {
         })
     }
 
-    /// The first pattern that denies `arn`, if any.
-    pub fn denies(&self, arn: &str) -> Option<&str> {
+    /// The first pattern that matches `text`, if any.
+    pub fn matching(&self, text: &str) -> Option<&str> {
         self.set
-            .matches(arn)
+            .matches(text)
             .first()
             .and_then(|i| self.patterns.get(*i))
             .map(String::as_str)
@@ -86,30 +76,27 @@ mod tests {
 
     #[test]
     fn deny_globs_match_whole_arns() {
-        let d = DenyList::new(&[
+        let d = Globs::new(&[
             "arn:aws:iam::aws:policy/AdministratorAccess".into(),
             "arn:aws:iam::*:policy/admin-*".into(),
         ])
         .unwrap();
         assert!(
-            d.denies("arn:aws:iam::aws:policy/AdministratorAccess")
+            d.matching("arn:aws:iam::aws:policy/AdministratorAccess")
                 .is_some()
         );
         assert_eq!(
-            d.denies("arn:aws:iam::123456789012:policy/admin-x"),
+            d.matching("arn:aws:iam::123456789012:policy/admin-x"),
             Some("arn:aws:iam::*:policy/admin-*")
         );
-        assert!(d.denies("arn:aws:iam::aws:policy/ReadOnlyAccess").is_none());
+        assert!(
+            d.matching("arn:aws:iam::aws:policy/ReadOnlyAccess")
+                .is_none()
+        );
     }
 
     #[test]
-    fn paths_must_sit_under_the_prefix() {
-        let s = Settings {
-            iam_path_prefix: "/k8s/".into(),
-            ..Settings::default()
-        };
-        assert!(s.check_path("/k8s/team-a/").is_ok());
-        assert!(s.check_path("/").unwrap_err().contains("/k8s/"));
-        assert_eq!(s.owner("ns", "n"), "default/ns/n");
+    fn owner_tags_name_cluster_namespace_and_object() {
+        assert_eq!(Settings::default().owner("ns", "n"), "default/ns/n");
     }
 }

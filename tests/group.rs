@@ -8,7 +8,7 @@ use iam_operator::api::{
 };
 use iam_operator::controller::{Synced, group};
 use iam_operator::error::{Error, Severity};
-use iam_operator::settings::{DenyList, Settings};
+use iam_operator::settings::{Globs, Settings};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -504,7 +504,7 @@ async fn path_outside_prefix_is_invalid_spec() {
 #[tokio::test]
 async fn denied_policy_is_refused_and_detached() {
     let w = World::with_settings(Settings {
-        deny_policy_arns: DenyList::new(&[ADMIN.into()]).unwrap(),
+        deny_policy_arns: Globs::new(&[ADMIN.into()]).unwrap(),
         ..Settings::default()
     })
     .await;

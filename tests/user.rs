@@ -9,7 +9,7 @@ use iam_operator::api::{
 };
 use iam_operator::controller::{Synced, user};
 use iam_operator::error::{Error, Severity};
-use iam_operator::settings::{DenyList, Settings};
+use iam_operator::settings::{Globs, Settings};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use support::{World, allow, meta, read, writes};
@@ -509,7 +509,7 @@ async fn required_permissions_boundary_is_enforced() {
 #[tokio::test]
 async fn denied_policies_are_refused_directly_and_through_groups() {
     let w = World::with_settings(Settings {
-        deny_policy_arns: DenyList::new(&[ADMIN.into()]).unwrap(),
+        deny_policy_arns: Globs::new(&[ADMIN.into()]).unwrap(),
         ..Settings::default()
     })
     .await;

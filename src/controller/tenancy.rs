@@ -4,7 +4,7 @@
 
 use crate::api::ADOPTABLE_BY_TAG;
 pub use crate::k8s::Selection;
-use crate::settings::{DenyList, Settings};
+use crate::settings::{Globs, Settings};
 use std::collections::BTreeMap;
 
 /// The effective rules for one namespace.
@@ -20,12 +20,12 @@ pub struct Tenancy {
     /// Every entity path must start with it.
     pub path: String,
     /// Managed policies that may be attached; `None`: any not denied (flags).
-    allowed_arns: Option<DenyList>,
+    allowed_arns: Option<Globs>,
     /// `--deny-policy-arn`: never attached, whatever else allows it.
-    deny: DenyList,
+    deny: Globs,
     /// Groups outside the namespace that may be joined; `None`: any that no other namespace
     /// manages and that grants nothing denied or escalating (flags).
-    allowed_groups: Option<DenyList>,
+    allowed_groups: Option<Globs>,
     /// Boundary forced on every user.
     pub boundary: Option<String>,
     pub access_keys: bool,
@@ -39,8 +39,8 @@ pub struct Tenancy {
     pub role: Option<(String, Option<String>)>,
 }
 
-fn globs(patterns: &[String], field: &str, source: &str) -> Result<DenyList, String> {
-    DenyList::new(patterns)
+fn globs(patterns: &[String], field: &str, source: &str) -> Result<Globs, String> {
+    Globs::new(patterns)
         .map_err(|e| format!("{source} has an invalid glob in {field}: {e}; fix the policy"))
 }
 
@@ -152,7 +152,7 @@ impl Tenancy {
     /// operator's owner tag of a customer policy, if it has one; a policy of this
     /// namespace is always allowed, one of another namespace only when listed.
     pub fn check_attachable(&self, arn: &str, owner: Option<&str>) -> Result<(), String> {
-        if let Some(pattern) = self.deny.denies(arn) {
+        if let Some(pattern) = self.deny.matching(arn) {
             return Err(format!(
                 "policy {arn} is denied by the operator (--deny-policy-arn {pattern}); remove it from the spec"
             ));
@@ -160,7 +160,7 @@ impl Tenancy {
         let listed = self
             .allowed_arns
             .as_ref()
-            .is_some_and(|a| a.denies(arn).is_some());
+            .is_some_and(|a| a.matching(arn).is_some());
         match owner {
             Some(owner) if self.owns(owner) => Ok(()),
             Some(owner) if !listed => Err(format!(
@@ -186,7 +186,7 @@ impl Tenancy {
             ));
         }
         match &self.allowed_groups {
-            Some(allowed) if allowed.denies(group).is_none() => Err(format!(
+            Some(allowed) if allowed.matching(group).is_none() => Err(format!(
                 "IAM group {group} is not in allowedGroups of {}; use a groupRef to an IamGroup of this namespace, or ask the platform team to allow it",
                 self.source
             )),
@@ -258,7 +258,7 @@ impl Tenancy {
             || self
                 .allowed_arns
                 .as_ref()
-                .is_some_and(|a| a.denies(arn).is_some())
+                .is_some_and(|a| a.matching(arn).is_some())
     }
 
     /// Whether one more user (or access key) fits the namespace's quota, given what its
@@ -279,7 +279,7 @@ impl Tenancy {
         let consent = self
             .allowed_groups
             .as_ref()
-            .is_some_and(|a| a.denies(name).is_some());
+            .is_some_and(|a| a.matching(name).is_some());
         match (requested, self.adoption, consent) {
             (true, true, true) => Ok(()),
             (false, _, _) => Err(format!(
@@ -305,10 +305,8 @@ mod tests {
         Settings {
             cluster_name: "c1".into(),
             iam_path_prefix: "/k8s/".into(),
-            deny_policy_arns: DenyList::new(
-                &["arn:aws:iam::aws:policy/AdministratorAccess".into()],
-            )
-            .unwrap(),
+            deny_policy_arns: Globs::new(&["arn:aws:iam::aws:policy/AdministratorAccess".into()])
+                .unwrap(),
             ..Settings::default()
         }
     }
