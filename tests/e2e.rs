@@ -649,7 +649,7 @@ async fn operator_runs_under_the_helm_charts_rbac() {
     let dir = tempfile::tempdir().unwrap();
     let identity = format!("system:serviceaccount:{ns}:{service_account}");
     let kubeconfig = impersonating_kubeconfig(&cp.kubeconfig, &identity, dir.path());
-    // The kubeconfig really is the ServiceAccount, not the admin: it may not list Namespaces.
+    // The kubeconfig really is the ServiceAccount, not the admin: it may not list ConfigMaps.
     // Test builds enable two TLS backends (reqwest's and the SDK's); pick one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let as_sa = kube::Client::try_from(
@@ -661,10 +661,10 @@ async fn operator_runs_under_the_helm_charts_rbac() {
         .unwrap(),
     )
     .unwrap();
-    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(as_sa);
-    match namespaces.list(&Default::default()).await {
+    let config_maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::all(as_sa);
+    match config_maps.list(&Default::default()).await {
         Err(kube::Error::Api(e)) if e.code == 403 => {}
-        other => panic!("impersonation not in effect, listing namespaces gave {other:?}"),
+        other => panic!("impersonation not in effect, listing ConfigMaps gave {other:?}"),
     }
 
     env.push(("KUBECONFIG".into(), kubeconfig.to_str().unwrap().into()));

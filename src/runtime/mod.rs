@@ -12,24 +12,53 @@ pub use reconcile::{Managed, ReconcileError};
 
 use crate::api::{IamGroup, IamPolicy, IamTenancyPolicy, IamUser};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
+use kube::core::{PartialObjectMeta, Selector, SelectorExt};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, ResourceExt};
 use reconcile::{error_policy, reconcile};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Every object of a controller's store.
-fn everything<K: Managed>(store: &kube::runtime::reflector::Store<K>) -> Vec<ObjectRef<K>> {
-    store
-        .state()
-        .iter()
-        .map(|o| ObjectRef::from_obj(o.as_ref()))
-        .collect()
+/// Maps a changed IamTenancyPolicy to the objects it concerns: those in namespaces its
+/// selector matches now or matched before the change (it may have stopped selecting some).
+/// Each controller keeps its own record of the selectors it has seen.
+fn governed_by<K: Managed>(
+    store: kube::runtime::reflector::Store<K>,
+    namespaces: kube::runtime::reflector::Store<PartialObjectMeta<Namespace>>,
+) -> impl Fn(IamTenancyPolicy) -> Vec<ObjectRef<K>> + Send + Sync + 'static {
+    let seen: Mutex<HashMap<String, LabelSelector>> = Mutex::new(HashMap::new());
+    move |policy: IamTenancyPolicy| {
+        let selector = policy.spec.namespace_selector.clone();
+        let before = seen
+            .lock()
+            .ok()
+            .and_then(|mut seen| seen.insert(policy.name_any(), selector.clone()));
+        let selects = |s: &LabelSelector, labels: &std::collections::BTreeMap<String, String>| {
+            // A selector that cannot be parsed selects everything (as the operator reads it).
+            Selector::try_from(s.clone()).map_or(true, |s| s.matches(labels))
+        };
+        let concerned: HashSet<String> = namespaces
+            .state()
+            .iter()
+            .filter(|ns| {
+                let labels = ns.metadata.labels.clone().unwrap_or_default();
+                selects(&selector, &labels) || before.as_ref().is_some_and(|b| selects(b, &labels))
+            })
+            .map(|ns| ns.name_any())
+            .collect();
+        store
+            .state()
+            .iter()
+            .filter(|o| o.namespace().is_some_and(|ns| concerned.contains(&ns)))
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect()
+    }
 }
 
 fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool {
@@ -136,6 +165,16 @@ pub async fn run(
     } else {
         namespaces.iter().cloned().map(Some).collect()
     };
+    // Namespace labels (metadata only): they decide which IamTenancyPolicy governs a
+    // namespace, so a changed policy wakes only the objects it concerns.
+    let (namespace_labels, writer) = kube::runtime::reflector::store();
+    let namespace_watch = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .for_each(|_| futures::future::ready(()));
     let mut all = Vec::new();
     let mut wakes = Vec::new();
     for ns in scopes {
@@ -156,16 +195,18 @@ pub async fn run(
         let (policies, groups, users) = api(&client);
         let wc = watcher::Config::default();
 
-        // A changed IamTenancyPolicy applies to existing objects at once: it wakes every
-        // object (policies change rarely; the reconciles sort out whom it concerns).
+        // A changed IamTenancyPolicy applies to existing objects at once: it wakes the
+        // objects of the namespaces it selects, or selected before the change.
         let tenancy: Api<IamTenancyPolicy> = Api::all(client.clone());
 
         let (policy_ctl, policy_wake) = controller(policies.clone(), &config);
         let policy_store = policy_ctl.store();
         let policy_ctl = policy_ctl
-            .watches(tenancy.clone(), wc.clone(), move |_| {
-                everything(&policy_store)
-            })
+            .watches(
+                tenancy.clone(),
+                wc.clone(),
+                governed_by(policy_store, namespace_labels.clone()),
+            )
             .shutdown_on_signal()
             .run(
                 reconcile::<IamPolicy>,
@@ -178,9 +219,11 @@ pub async fn run(
         let group_store = group_ctl.store();
         let all_groups = group_ctl.store();
         let group_ctl = group_ctl
-            .watches(tenancy.clone(), wc.clone(), move |_| {
-                everything(&all_groups)
-            })
+            .watches(
+                tenancy.clone(),
+                wc.clone(),
+                governed_by(all_groups, namespace_labels.clone()),
+            )
             .watches(policies.clone(), wc.clone(), move |p: IamPolicy| {
                 let ns = p.namespace();
                 let name = p.name_any();
@@ -201,7 +244,11 @@ pub async fn run(
         let by_group = user_ctl.store();
         let all_users = user_ctl.store();
         let user_ctl = user_ctl
-            .watches(tenancy, wc.clone(), move |_| everything(&all_users))
+            .watches(
+                tenancy,
+                wc.clone(),
+                governed_by(all_users, namespace_labels.clone()),
+            )
             .owns_stream({
                 // Metadata only: the watch needs owners and versions, never the payloads.
                 let secrets: Api<PartialObjectMeta<Secret>> = match &ns {
@@ -264,13 +311,17 @@ pub async fn run(
             >);
     }
     let controllers = futures::future::join_all(all);
-    if drift_scan_interval.is_zero() {
-        controllers.await;
-        return;
-    }
-    // The scan never ends by itself; the controllers end on a shutdown signal.
+    let drift = async {
+        if drift_scan_interval.is_zero() {
+            std::future::pending::<()>().await;
+        }
+        drift_scan(ctx, drift_scan_interval, wakes).await;
+    };
+    // The scan and the namespace watch never end by themselves; the controllers end on a
+    // shutdown signal.
     tokio::select! {
         _ = controllers => {}
-        _ = drift_scan(ctx, drift_scan_interval, wakes) => {}
+        _ = drift => {}
+        _ = namespace_watch => {}
     }
 }
