@@ -498,7 +498,8 @@ async fn own_status_writes_wake_no_second_reconcile() {
 }
 
 /// A tenancy policy changed later applies to existing objects at once: its watch wakes
-/// them. Here keys are withdrawn from a namespace whose user holds one.
+/// them. Here keys are withdrawn from a namespace whose user holds one; then the
+/// namespace's label is removed, and the namespace watch puts it back under the flags.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_tenancy_policy_applies_to_existing_objects_at_once() {
     let env = Env::start("tenancy").await;
@@ -543,6 +544,18 @@ async fn a_changed_tenancy_policy_applies_to_existing_objects_at_once() {
         "{message}"
     );
     assert!(changed.elapsed() < WOKEN_WITHIN);
+
+    // The namespace's label removed: no policy selects it any more, the operator's flags
+    // (keys allowed) apply, and the namespace watch makes that take effect at once.
+    env.cp
+        .kubectl_ok(&["label", "namespace", &ns, "tenancy-test-"]);
+    env.within(
+        "a key issued under the flags after the relabel",
+        WOKEN_WITHIN,
+        || async { (read::access_keys(&env.aws, &user).await.len() == 1).then_some(()) },
+    )
+    .await;
+    env.wait_ready::<IamUser>("tia", WOKEN_WITHIN).await;
     env.cp.kubectl_ok(&["delete", "iamtenancypolicy", &ns]);
     env.done();
 }

@@ -94,10 +94,25 @@ fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> (Controller
     (ctl, wake)
 }
 
-/// Wakes the objects of one controller that the drift scan found changed in IAM.
+/// Wakes objects of one controller from outside its watches: the drift scan (changed in
+/// IAM) and the namespace watch (changed labels).
 struct Wake<K: Managed> {
     store: kube::runtime::reflector::Store<K>,
     tx: futures::channel::mpsc::UnboundedSender<ObjectRef<K>>,
+}
+
+/// One wake per kind, per watched scope.
+type Wakes = Vec<(Wake<IamPolicy>, Wake<IamGroup>, Wake<IamUser>)>;
+
+/// Wakes every object of a namespace whose labels changed: they decide which
+/// IamTenancyPolicy governs it.
+fn wake_namespace(wakes: &Wakes, namespace: &str) {
+    let here = |ns: Option<String>| ns.as_deref() == Some(namespace);
+    for (policies, groups, users) in wakes {
+        policies.matching(|o| here(o.namespace()));
+        groups.matching(|o| here(o.namespace()));
+        users.matching(|o| here(o.namespace()));
+    }
 }
 
 impl<K: Managed> Wake<K> {
@@ -112,11 +127,7 @@ impl<K: Managed> Wake<K> {
 
 /// Every interval, snapshots the account and wakes the objects whose IAM entity changed
 /// since the previous pass (the first pass is the baseline).
-async fn drift_scan(
-    ctx: Arc<Context>,
-    interval: Duration,
-    wakes: Vec<(Wake<IamPolicy>, Wake<IamGroup>, Wake<IamUser>)>,
-) {
+async fn drift_scan(ctx: Arc<Context>, interval: Duration, wakes: Arc<Wakes>) {
     let mut previous = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,7 +145,7 @@ async fn drift_scan(
             if !changed.is_empty() {
                 tracing::info!(?changed, "drift scan: IAM changed");
             }
-            for (policies, groups, users) in &wakes {
+            for (policies, groups, users) in wakes.iter() {
                 policies.matching(|p| {
                     p.status
                         .as_ref()
@@ -166,15 +177,9 @@ pub async fn run(
         namespaces.iter().cloned().map(Some).collect()
     };
     // Namespace labels (metadata only): they decide which IamTenancyPolicy governs a
-    // namespace, so a changed policy wakes only the objects it concerns.
+    // namespace, so a changed policy wakes only the objects it concerns, and a namespace
+    // whose labels change has its objects checked again.
     let (namespace_labels, writer) = kube::runtime::reflector::store();
-    let namespace_watch = watcher(
-        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(writer)
-    .for_each(|_| futures::future::ready(()));
     let mut all = Vec::new();
     let mut wakes = Vec::new();
     for ns in scopes {
@@ -310,6 +315,28 @@ pub async fn run(
                 Box<dyn std::future::Future<Output = ()> + Send>,
             >);
     }
+    let wakes = Arc::new(wakes);
+    let namespace_watch = {
+        let wakes = wakes.clone();
+        let mut seen: HashMap<String, std::collections::BTreeMap<String, String>> = HashMap::new();
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .for_each(move |ns| {
+            if let Ok(ns) = ns {
+                let labels = ns.metadata.labels.clone().unwrap_or_default();
+                let before = seen.insert(ns.name_any(), labels.clone());
+                if before.is_some_and(|before| before != labels) {
+                    wake_namespace(&wakes, &ns.name_any());
+                }
+            }
+            futures::future::ready(())
+        })
+    };
     let controllers = futures::future::join_all(all);
     let drift = async {
         if drift_scan_interval.is_zero() {
