@@ -253,6 +253,12 @@ async fn sync_identity(
                     IamError::NotFound(m) | IamError::Invalid(m) => {
                         Error::InvalidSpec(format!("cannot create IAM user {name}: {m}"))
                     }
+                    // It did not exist when observed: created since, most likely by this
+                    // very call retried after a lost response. The next reconcile observes it
+                    // and decides ownership from its tags.
+                    IamError::AlreadyExists(m) => Error::Iam(IamError::Transient(format!(
+                        "IAM user {name} was created while this reconcile ran ({m}); checking whose it is"
+                    ))),
                     other => other.into(),
                 })?;
             synced.note(Reason::Created, format!("Created IAM user {name}"));
