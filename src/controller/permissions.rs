@@ -31,14 +31,6 @@ impl Grants {
     }
 }
 
-/// The operator's owner tag of a customer-managed policy in this account, if it has one.
-async fn policy_owner(engine: &Engine, arn: &str) -> Result<Option<String>> {
-    if arn.contains(":iam::aws:policy/") {
-        return Ok(None);
-    }
-    Ok(optional(engine.iam.get_policy(arn).await)?.and_then(|p| p.tags.get(OWNER_TAG).cloned()))
-}
-
 /// What a managed policy is used as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
@@ -56,16 +48,22 @@ async fn check_managed(
     arn: &str,
     used_as: Use,
 ) -> Result<std::result::Result<(), String>> {
-    let owner = policy_owner(engine, arn).await?;
-    if let Err(refused) = tenancy.check_attachable(arn, owner.as_deref()) {
+    // Read once: the owner tag of a customer policy, and the default version to screen.
+    let screen = used_as == Use::Grant && tenancy.screens_managed_policies();
+    let info = if screen || !arn.contains(":iam::aws:policy/") {
+        optional(engine.iam.get_policy(arn).await)?
+    } else {
+        None
+    };
+    let owner = info
+        .as_ref()
+        .and_then(|p| p.tags.get(OWNER_TAG).map(String::as_str));
+    if let Err(refused) = tenancy.check_attachable(arn, owner) {
         return Ok(Err(refused));
     }
-    // A boundary only ever narrows what is granted: its document is not screened.
-    if used_as == Use::Boundary || !tenancy.screens_managed_policies() {
-        return Ok(Ok(()));
-    }
-    // A policy that does not exist cannot be attached; IAM says so more clearly.
-    let Some(info) = optional(engine.iam.get_policy(arn).await)? else {
+    // A boundary only ever narrows what is granted: its document is not screened. A policy
+    // that does not exist cannot be attached; IAM says so more clearly.
+    let Some(info) = info.filter(|_| screen) else {
         return Ok(Ok(()));
     };
     let text = engine
