@@ -83,6 +83,19 @@ else
   echo "$cp_stamp" >"$bin/.stamp-control-plane"
 fi
 
+# go_tool NAME DIR [PKG [LDFLAGS]]: build the Go module in DIR into $bin/NAME unless current.
+go_tool() {
+  local name="$1" dir="$2" pkg="${3:-.}" ldflags="${4:--s -w}" stamp
+  stamp="$(stamp_of "$dir")"
+  if current "$name" "$stamp" "$name"; then
+    echo "build-tools: $name up to date ($bin/$name)"
+  else
+    rm -f "$bin/.stamp-$name"
+    build "$name" "$dir" "$pkg" "$ldflags"
+    echo "$stamp" >"$bin/.stamp-$name"
+  fi
+}
+
 # --- helm (own module: helm pins its own k8s.io/* versions) -----------------
 helm_dir="$tools/helm"
 helm_ver="$(modver "$helm_dir" helm.sh/helm/v3)"
@@ -91,11 +104,6 @@ helm_k8s_minor="$(echo "$helm_k8s" | sed -E 's/^v0\.([0-9]+)\..*/\1/')"
 helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_ver -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 helm_ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_k8s_minor"
 helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor"
-helm_stamp="$(stamp_of "$helm_dir")"
-if current helm "$helm_stamp" helm; then
-  echo "build-tools: helm up to date ($bin/helm)"
-else
-  rm -f "$bin/.stamp-helm"
-  build helm "$helm_dir" helm.sh/helm/v3/cmd/helm "$helm_ldflags"
-  echo "$helm_stamp" >"$bin/.stamp-helm"
-fi
+go_tool helm "$helm_dir" helm.sh/helm/v3/cmd/helm "$helm_ldflags"
+
+# --- small Go programs the tests use (each its own module under tools/) ------
