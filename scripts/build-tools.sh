@@ -107,3 +107,5 @@ helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/he
 go_tool helm "$helm_dir" helm.sh/helm/v3/cmd/helm "$helm_ldflags"
 
 # --- small Go programs the tests use (each its own module under tools/) ------
+# health: Argo CD health.lua checks (Argo CD's Lua VM setup) and kstatus, for tests/health.rs
+go_tool health "$tools/health"
