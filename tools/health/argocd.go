@@ -3,7 +3,7 @@ package main
 // The Lua VM set up the way Argo CD sets it up for resource health checks, so that a
 // health.lua that passes here behaves the same inside Argo CD.
 //
-// Mirrors argoproj/argo-cd master of 2026-08-22 (commit 37ee0097cf, the v3.6 line),
+// Mirrors argoproj/argo-cd at commit 37ee0097cf (master, 2026-08-22; v3.6.x is current),
 // util/lua/lua.go (VM.runLuaWithResourceActionParameters, ExecuteHealthLua, decodeValue,
 // isValidHealthStatusCode), util/lua/oslib_safe.go (the safe os module) and
 // util/lua/health_test.go (how health_test.yaml is evaluated). Argo CD itself cannot be a
@@ -24,8 +24,8 @@ package main
 //   - obj: the object as a Lua table built the way decodeValue builds it (maps become
 //     hash tables, lists array tables, numbers LNumber, JSON null nil);
 //   - the returned value: a table is encoded to JSON (as layeh.com/gopher-json does) and
-//     unmarshalled into {status, message}; an empty table (encoded as []) gives an empty
-//     status; a status outside Unknown/Progressing/Suspended/Healthy/Degraded/Missing
+//     unmarshalled into {status, message}; a JSON type error (e.g. an empty table,
+//     encoded as []) gives an empty status; a status outside Unknown/Progressing/Suspended/Healthy/Degraded/Missing
 //     becomes Unknown with "Lua returned an invalid health status"; nil gives an empty
 //     status; anything else is an error.
 
@@ -106,17 +106,18 @@ func executeHealthLua(object map[string]any, script string, useOpenLibs bool) (*
 		if err != nil {
 			return nil, err
 		}
-		if _, isArray := encoded.([]any); isArray {
-			// Argo CD: an empty table encodes as [] and unmarshalling it fails with a
-			// type error, which it turns into an empty status.
-			return &HealthStatus{}, nil
-		}
 		raw, err := json.Marshal(encoded)
 		if err != nil {
 			return nil, err
 		}
 		hs := &HealthStatus{}
 		if err := json.Unmarshal(raw, hs); err != nil {
+			// Argo CD turns any type error (an empty table encodes as [], a status that
+			// is not a string...) into an empty status.
+			var typeErr *json.UnmarshalTypeError
+			if errors.As(err, &typeErr) {
+				return &HealthStatus{}, nil
+			}
 			return nil, err
 		}
 		if !validHealthStatus[hs.Status] {
@@ -159,9 +160,10 @@ func toLua(l *lua.LState, value any) lua.LValue {
 }
 
 // fromLua turns a Lua value into a JSON-encodable value with the rules of
-// layeh.com/gopher-json's Encode: a table with only 1..n keys (or no keys) is an array,
-// one with only string keys an object; mixed keys, other key types, functions and
-// nesting deeper than 1000 levels are errors.
+// layeh.com/gopher-json's Encode (the version Argo CD pins, 97fed8db8427): a table with
+// no keys is [], one with keys 1..n an array, one with only string keys an object; mixed
+// or sparse keys, other key types and functions are errors, and so is a table nested in
+// itself (gopher-json tracks visited tables; here, nesting deeper than 1000 levels).
 func fromLua(value lua.LValue, depth int) (any, error) {
 	if depth > 1000 {
 		return nil, errors.New("nested table depth exceeded")
