@@ -654,6 +654,36 @@ async fn cluster_wide_release_installs_runs_upgrades_and_uninstalls() {
         Some("30m")
     );
 
+    // Turning crds.install off leaves the CRDs (keep policy); turning it on again takes
+    // them back into the release (they still carry its ownership metadata).
+    for (install, revision) in [("false", 4), ("true", 5)] {
+        let (stdout, _) = helm_ok(
+            Some(cp),
+            &[
+                "upgrade",
+                &rel,
+                copy.path().to_str().unwrap(),
+                "--namespace",
+                &ns,
+                "--reuse-values",
+                "--set",
+                &format!("crds.install={install}"),
+            ],
+        );
+        assert!(
+            stdout.contains(&format!("REVISION: {revision}")),
+            "{stdout}"
+        );
+        let in_release = release_objects(cp, &rel, &ns)
+            .iter()
+            .filter(|o| o.kind == "CustomResourceDefinition")
+            .count();
+        assert_eq!(in_release, if install == "true" { 4 } else { 0 });
+        for crd in crd_names() {
+            cp.kubectl_ok(&["get", "crd", &crd]);
+        }
+    }
+
     // helm uninstall: the release's objects are gone, the CRDs stay (with the upgrade).
     let manifest = release_objects(cp, &rel, &ns);
     let (stdout, stderr) = helm_ok(Some(cp), &["uninstall", &rel, "--namespace", &ns, "--wait"]);
