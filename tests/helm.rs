@@ -794,46 +794,55 @@ async fn namespaced_release_gets_roles_in_its_namespaces_only() {
 
     // What the API server grants the ServiceAccount.
     let sa = format!("system:serviceaccount:{ns}:{full}");
-    let can = |args: &[&str]| -> bool {
-        let mut all = vec!["auth", "can-i", "--as", &sa];
-        all.extend_from_slice(args);
-        let out = cp.kubectl(&all);
-        String::from_utf8_lossy(&out.stdout).trim() == "yes"
-    };
     for watched in [&examples_ns, &other] {
-        assert!(can(&["watch", "iamusers.iam.kubeop.dev", "-n", watched]));
-        assert!(can(&[
-            "patch",
-            "iamgroups.iam.kubeop.dev",
-            "-n",
-            watched,
-            "--subresource",
-            "status"
-        ]));
-        assert!(can(&["create", "secrets", "-n", watched]));
+        granted(
+            cp,
+            &sa,
+            &["watch", "iamusers.iam.kubeop.dev", "-n", watched],
+        );
+        granted(
+            cp,
+            &sa,
+            &[
+                "patch",
+                "iamgroups.iam.kubeop.dev",
+                "-n",
+                watched,
+                "--subresource",
+                "status",
+            ],
+        );
+        granted(cp, &sa, &["create", "secrets", "-n", watched]);
         assert!(
-            !can(&["update", "secrets", "-n", watched]),
+            !can_i(cp, &sa, &["update", "secrets", "-n", watched]),
             "update is never used"
         );
     }
     for elsewhere in [&unwatched, &ns] {
         assert!(
-            !can(&["list", "iamusers.iam.kubeop.dev", "-n", elsewhere]),
+            !can_i(
+                cp,
+                &sa,
+                &["list", "iamusers.iam.kubeop.dev", "-n", elsewhere]
+            ),
             "{elsewhere}"
         );
-        assert!(!can(&["get", "secrets", "-n", elsewhere]), "{elsewhere}");
+        assert!(
+            !can_i(cp, &sa, &["get", "secrets", "-n", elsewhere]),
+            "{elsewhere}"
+        );
     }
-    assert!(!can(&[
-        "list",
-        "iamusers.iam.kubeop.dev",
-        "--all-namespaces"
-    ]));
-    assert!(!can(&["list", "secrets", "--all-namespaces"]));
-    assert!(can(&["watch", "iamtenancypolicies.iam.kubeop.dev"]));
-    assert!(can(&["list", "namespaces"]));
-    assert!(can(&["update", &format!("leases/{full}"), "-n", &ns]));
+    assert!(!can_i(
+        cp,
+        &sa,
+        &["list", "iamusers.iam.kubeop.dev", "--all-namespaces"]
+    ));
+    assert!(!can_i(cp, &sa, &["list", "secrets", "--all-namespaces"]));
+    granted(cp, &sa, &["watch", "iamtenancypolicies.iam.kubeop.dev"]);
+    granted(cp, &sa, &["list", "namespaces"]);
+    granted(cp, &sa, &["update", &format!("leases/{full}"), "-n", &ns]);
     assert!(
-        !can(&["update", "leases/someone-else", "-n", &ns]),
+        !can_i(cp, &sa, &["update", "leases/someone-else", "-n", &ns]),
         "only the release's Lease"
     );
 
@@ -862,6 +871,28 @@ async fn namespaced_release_gets_roles_in_its_namespaces_only() {
     }
     for n in [&ns, &examples_ns, &other, &unwatched] {
         cp.kubectl_ok(&["delete", "namespace", n, "--wait=false"]);
+    }
+}
+
+/// Whether the API server lets `user` do `args` (`kubectl auth can-i --as`).
+fn can_i(cp: &ControlPlane, user: &str, args: &[&str]) -> bool {
+    let mut all = vec!["auth", "can-i", "--as", user];
+    all.extend_from_slice(args);
+    let out = cp.kubectl(&all);
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+}
+
+/// Waits (30 s at most) until the API server lets `user` do `args`: a new RoleBinding
+/// reaches the authorizer's cache shortly after it is created.
+fn granted(cp: &ControlPlane, user: &str, args: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !can_i(cp, user, args) {
+        assert!(
+            Instant::now() < deadline,
+            "{user} may not {}",
+            args.join(" ")
+        );
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -1021,6 +1052,13 @@ async fn run_examples(
     let mut env: Vec<(String, String)> = container_env(deployment, ns).into_iter().collect();
     env.push(("KUBECONFIG".into(), kubeconfig.to_str().unwrap().into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // The release's grants are in effect before the operator starts.
+    for (verb, what) in [
+        ("list", "iamusers.iam.kubeop.dev"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        granted(cp, &identity, &[verb, what, "-n", &examples_ns]);
+    }
     let op = Operator::start(cp, &emulator.url, &[], &env);
 
     for manifest in &examples {
