@@ -149,6 +149,7 @@ fn chart_lints_and_its_schema_rejects_wrong_values() {
         ("replicaCont=2", "'replicaCont' not allowed"),
         ("metrics.service.enable=true", "'enable' not allowed"),
         ("serviceMonitor.enabled=yes", "/serviceMonitor/enabled"),
+        ("serviceMonitor.interval=1.5m", "/serviceMonitor/interval"),
         (
             "podDisruptionBudget.maxUnavailable=most",
             "/podDisruptionBudget/maxUnavailable",
