@@ -1,16 +1,17 @@
-//! The CRDs checked in under `crds/` are exactly what the types generate.
+//! The CRDs checked in under `crds/` and the chart's `files/crds/` are exactly what the
+//! types generate.
 
 use iam_operator::crds::render_all;
 
 #[test]
 fn checked_in_crds_match_the_types() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["crds", "charts/iam-operator/crds"] {
+    for dir in ["crds", "charts/iam-operator/files/crds"] {
         for (file, yaml) in render_all().unwrap() {
             let on_disk = std::fs::read_to_string(root.join(dir).join(file)).unwrap_or_default();
             assert!(
                 on_disk == yaml,
-                "{dir}/{file} is out of date: run `cargo run --bin crdgen -- crds charts/iam-operator/crds`"
+                "{dir}/{file} is out of date: run `cargo run --bin crdgen -- crds charts/iam-operator/files/crds`"
             );
         }
     }

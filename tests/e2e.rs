@@ -9,7 +9,6 @@ mod support;
 
 use k8s_openapi::api::core::v1::Secret;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::cluster::{ControlPlane, Operator, tool};
 use support::emulator::{Emulator, repo_root};
@@ -573,175 +572,6 @@ current-context: nowhere
     );
 }
 
-/// The chart's RBAC is all the operator needs: running as the chart's ServiceAccount, with
-/// the settings the chart's Deployment gives it (leader election included), it manages a
-/// policy and a user with a key Secret, and releases their finalizers on deletion.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_runs_under_the_helm_charts_rbac() {
-    let cp = ControlPlane::shared();
-    let emulator = Emulator::start();
-    let aws = aws_sdk_iam::Client::new(&support::sdk_config(&emulator.url));
-    let ns = cp.namespace("rbac");
-    let rendered = std::process::Command::new(tool("helm"))
-        .args(["template", &ns])
-        .arg(repo_root().join("charts/iam-operator"))
-        .args(["--namespace", &ns])
-        .output()
-        .unwrap();
-    assert!(
-        rendered.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let rendered = String::from_utf8(rendered.stdout).unwrap();
-
-    // No nodes run Pods here, so the Deployment is left out: the operator runs as a
-    // process with the ServiceAccount's identity and the Deployment's environment instead.
-    let mut kept = Vec::new();
-    let mut deployment = None;
-    let mut service_account = None;
-    let mut cluster_scoped = Vec::new();
-    for doc in rendered.split("\n---") {
-        let value: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
-        let Some(kind) = value["kind"].as_str() else {
-            continue; // a document holding only comments
-        };
-        let name = value["metadata"]["name"].as_str().unwrap().to_string();
-        match kind {
-            "Deployment" => {
-                deployment = Some(value.clone());
-                continue;
-            }
-            "ServiceAccount" => service_account = Some(name.clone()),
-            "ClusterRole" | "ClusterRoleBinding" => {
-                cluster_scoped.push((kind.to_lowercase(), name.clone()))
-            }
-            _ => {}
-        }
-        kept.push((kind.to_string(), doc.to_string()));
-    }
-    let kinds: BTreeSet<&str> = kept.iter().map(|(k, _)| k.as_str()).collect();
-    for kind in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"] {
-        assert!(
-            kinds.contains(kind),
-            "the chart renders no {kind}:\n{rendered}"
-        );
-    }
-    let deployment = deployment.expect("the chart renders a Deployment");
-    let service_account = service_account.unwrap();
-    let manifest: Vec<String> = kept.into_iter().map(|(_, doc)| doc).collect();
-    apply_ok(cp, &manifest.join("\n---\n"));
-
-    // The container's environment, as the Deployment would set it in this namespace.
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let mut env: Vec<(String, String)> = Vec::new();
-    for var in container["env"].as_sequence().unwrap() {
-        let name = var["name"].as_str().unwrap().to_string();
-        if let Some(value) = var["value"].as_str() {
-            env.push((name, value.to_string()));
-        } else if var["valueFrom"]["fieldRef"]["fieldPath"].as_str() == Some("metadata.namespace") {
-            env.push((name, ns.clone()));
-        } else {
-            panic!("unexpected env var in the chart's Deployment: {var:?}");
-        }
-    }
-
-    let dir = tempfile::tempdir().unwrap();
-    let identity = format!("system:serviceaccount:{ns}:{service_account}");
-    let kubeconfig = impersonating_kubeconfig(&cp.kubeconfig, &identity, dir.path());
-    // The kubeconfig really is the ServiceAccount, not the admin: it may not list ConfigMaps.
-    // Test builds enable two TLS backends (reqwest's and the SDK's); pick one.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let as_sa = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
-            &Default::default(),
-        )
-        .await
-        .unwrap(),
-    )
-    .unwrap();
-    let config_maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::all(as_sa);
-    match config_maps.list(&Default::default()).await {
-        Err(kube::Error::Api(e)) if e.code == 403 => {}
-        other => panic!("impersonation not in effect, listing ConfigMaps gave {other:?}"),
-    }
-
-    env.push(("KUBECONFIG".into(), kubeconfig.to_str().unwrap().into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let op = Operator::start(cp, &emulator.url, &["--watch-namespace", &ns], &env);
-    let (policy, user) = (format!("{ns}-p"), format!("{ns}-erin"));
-    apply_ok(
-        cp,
-        &format!(
-            r#"apiVersion: iam.kubeop.dev/v1alpha1
-kind: IamPolicy
-metadata: {{name: p, namespace: {ns}}}
-spec:
-  policyName: {policy}
-  document:
-    Version: "2012-10-17"
-    Statement: [{{Effect: Allow, Action: "s3:ListAllMyBuckets", Resource: "*"}}]
----
-apiVersion: iam.kubeop.dev/v1alpha1
-kind: IamUser
-metadata: {{name: erin, namespace: {ns}}}
-spec:
-  userName: {user}
-  policies: [{{policyRef: {{name: p}}}}]
-  accessKey: {{enabled: true}}
-"#
-        ),
-    );
-    wait_ready(cp, &op, &ns, &["iampolicy/p", "iamuser/erin"], 180);
-    let policy_arn = format!("arn:aws:iam::{ACCOUNT}:policy/{policy}");
-    assert!(read::policy_exists(&aws, &policy_arn).await);
-    let client = cp.client().await;
-    let data = secret_data(&client, &ns, "erin-aws-credentials").await;
-    assert!(
-        read::access_keys(&aws, &user)
-            .await
-            .contains_key(&data["AWS_ACCESS_KEY_ID"])
-    );
-    if env.contains(&("IAM_OPERATOR_LEADER_ELECT", "true")) {
-        let leases = cp.kubectl_ok(&["get", "leases", "-n", &ns, "-o", "name"]);
-        assert!(
-            !leases.trim().is_empty(),
-            "leader election is on, yet no Lease in {ns}"
-        );
-    }
-
-    let out = kubectl_with_operator(
-        cp,
-        &op,
-        &[
-            "delete",
-            "iamuser/erin",
-            "iampolicy/p",
-            "-n",
-            &ns,
-            "--timeout=120s",
-        ],
-    );
-    assert_ok(cp, &op, &ns, "kubectl delete", &out);
-    assert!(
-        !read::user_exists(&aws, &user).await,
-        "IAM user {user} left behind"
-    );
-    assert!(!read::policy_exists(&aws, &policy_arn).await);
-    // Every call the operator made was allowed (events included, which fail only in logs).
-    let logs = op.logs();
-    assert!(
-        !logs.to_lowercase().contains("forbidden"),
-        "the operator was refused something under the chart's RBAC:\n{}",
-        tail(&logs, 60)
-    );
-    cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
-    for (kind, name) in cluster_scoped {
-        cp.kubectl_ok(&["delete", &kind, &name, "--ignore-not-found", "--wait=false"]);
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Helpers
 
@@ -859,19 +689,6 @@ fn ready_condition(
         .iter()
         .find(|c| c["type"] == "Ready")
         .cloned()
-}
-
-/// A copy of `admin` whose users impersonate `identity` (kubeconfig `as:`).
-fn impersonating_kubeconfig(admin: &Path, identity: &str, dir: &Path) -> PathBuf {
-    let mut config = kube::config::Kubeconfig::read_from(admin).unwrap();
-    for user in &mut config.auth_infos {
-        if let Some(info) = user.auth_info.as_mut() {
-            info.impersonate = Some(identity.to_string());
-        }
-    }
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
-    path
 }
 
 /// A Secret's data as text.

@@ -1,5 +1,7 @@
 //! Prints the CustomResourceDefinitions as YAML; `crdgen DIR...` writes one file per kind
-//! into each directory (the top-level `crds/` and the Helm chart's).
+//! into each directory: the top-level `crds/` (for `kubectl apply -f crds/`) and the Helm
+//! chart's `charts/iam-operator/files/crds/`, which `templates/crds.yaml` renders as
+//! templates (so `helm upgrade` delivers schema changes; see docs/install.md).
 
 use iam_operator::crds;
 
