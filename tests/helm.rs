@@ -34,10 +34,10 @@ static OPERATOR_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 // ---------------------------------------------------------------------------------------
 // helm
 
-/// helm with its own config, cache and data directories (nothing of the user's).
-fn helm_home() -> &'static Path {
-    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    HOME.get_or_init(|| tempfile::tempdir().unwrap().keep())
+/// helm with its own config, cache and data directories (nothing of the user's), kept in
+/// cargo's per-project scratch directory so runs leave nothing behind in /tmp.
+fn helm_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm-home")
 }
 
 fn helm(cp: Option<&ControlPlane>, args: &[&str]) -> Output {
