@@ -107,3 +107,5 @@ helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/he
 go_tool helm "$helm_dir" helm.sh/helm/v3/cmd/helm "$helm_ldflags"
 
 # --- small Go programs the tests use (each its own module under tools/) ------
+# oci-image: assembles the operator's container image without a runtime (scripts/build-image.sh)
+go_tool oci-image "$tools/oci-image"
