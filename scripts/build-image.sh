@@ -159,4 +159,7 @@ labels=(
   --tarball "$out/iam-operator.tar"
 
 rm -rf "$out/layers"
+# go-containerregistry writes some blobs 0600 and index.json 0755: make them plain files.
+find "$out/oci" -type d -exec chmod 0755 {} +
+find "$out/oci" -type f -exec chmod 0644 {} +
 log "wrote $out/oci and $out/iam-operator.tar ($tag, $arch) in $(($(date +%s) - start))s"
