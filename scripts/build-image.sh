@@ -27,6 +27,11 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Paths given relative to the caller's directory, before moving to the repository.
+binary="${1:-${IAM_OPERATOR_BINARY:-}}"
+[[ -z "$binary" || "$binary" == /* ]] || binary="$PWD/$binary"
+[[ -z "${IMAGE_OUT:-}" || "$IMAGE_OUT" == /* ]] || IMAGE_OUT="$PWD/$IMAGE_OUT"
+[[ -z "${OCI_IMAGE_TOOL:-}" || "$OCI_IMAGE_TOOL" == /* ]] || OCI_IMAGE_TOOL="$PWD/$OCI_IMAGE_TOOL"
 cd "$repo_root"
 start=$(date +%s)
 log() { echo "build-image: $*" >&2; }
@@ -36,7 +41,6 @@ target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
 out="${IMAGE_OUT:-$target_dir/image}"
 version="$(awk -F'"' '/^version *=/ {print $2; exit}' Cargo.toml)"
 tag="${IMAGE_TAG:-iam-operator:$version}"
-binary="${1:-${IAM_OPERATOR_BINARY:-}}"
 
 if [[ -z "$binary" ]]; then
   host="$(rustc -vV | awk '/^host:/ {print $2}')"
