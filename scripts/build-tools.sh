@@ -109,3 +109,5 @@ go_tool helm "$helm_dir" helm.sh/helm/v3/cmd/helm "$helm_ldflags"
 # --- small Go programs the tests use (each its own module under tools/) ------
 # health: Argo CD health.lua checks (Argo CD's Lua VM setup) and kstatus, for tests/health.rs
 go_tool health "$tools/health"
+# oci-image: assembles the operator's container image without a runtime (scripts/build-image.sh)
+go_tool oci-image "$tools/oci-image"
