@@ -225,6 +225,7 @@ class Consistency:
         return None
 
     def before_write(self, now: float, snapshot: Callable[[], Any]) -> Any | None:
+        self.prune(now)
         if self.history and now - self.last_copy < self.granularity:
             return None
         return snapshot()
@@ -284,7 +285,9 @@ class Network:
 
     def reset(self) -> None:
         """Back to the start-up configuration (fresh buckets, seeds and history)."""
-        self.apply(parse({k: _spec_of(v) for k, v in self.startup.items()}))
+        spec: dict[str, Any] = {section: None for section in SECTIONS}
+        spec.update({k: _spec_of(v) for k, v in self.startup.items()})
+        self.apply(parse(spec))
         with self.lock:
             self.traffic = Traffic()
 

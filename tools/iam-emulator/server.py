@@ -199,9 +199,14 @@ def _read_json(environ: Environ) -> Any:
 
 def _iam_backends() -> dict[tuple[str, str], Any]:
     """moto's IAM backends that exist, by (account, partition). dict's own
-    methods, so that looking does not create the backends of other partitions."""
+    methods, so that looking does not create the backends of other partitions.
+    The default account's is created first if a reset left none: a copy of the
+    state before the first write after a reset must hold that (empty) backend,
+    or reads would fall through to the live one."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.iam.models import iam_backends
 
+    iam_backends[os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)]["aws"]
     return {
         (account, partition): backend
         for account, per_account in dict.items(iam_backends)
