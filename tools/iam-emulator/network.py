@@ -173,8 +173,10 @@ class Traffic:
         seconds = [s for s in self.series if since is None or s >= since]
         rows = []
         if seconds:
-            # Contiguous seconds, quiet ones as zeros, so the series plots as is.
-            for s in range(seconds[0], seconds[-1] + 1):
+            # Contiguous seconds, quiet ones as zeros, so the series plots as is:
+            # from `since` (or the first second counted, if later) to the last.
+            first = max(since, next(iter(self.series))) if since is not None else seconds[0]
+            for s in range(first, seconds[-1] + 1):
                 row = self.series.get(s)
                 zero = {"reads": 0, "writes": 0, "throttledReads": 0, "throttledWrites": 0}
                 rows.append({"t": s, **(row or zero)})

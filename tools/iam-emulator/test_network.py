@@ -520,3 +520,26 @@ def test_each_write_becomes_readable_between_lag_and_lag_plus_granularity() -> N
         assert (seen >= i + 1) == (what == "seen"), (at, what, i, seen)
         checked += 1
     assert checked == 80
+
+
+def test_rate_series_is_contiguous_per_second_and_filtered_by_since() -> None:
+    traffic = network.Traffic()
+    traffic.count("reads", 1000.2)
+    traffic.count("reads", 1000.9)
+    traffic.count("throttledWrites", 1003.5)
+    zero = {"reads": 0, "writes": 0, "throttledReads": 0, "throttledWrites": 0}
+    assert traffic.describe(None)["series"] == [
+        {**zero, "t": 1000, "reads": 2},
+        {**zero, "t": 1001},
+        {**zero, "t": 1002},
+        {**zero, "t": 1003, "throttledWrites": 1},
+    ]
+    assert [row["t"] for row in traffic.describe(1002)["series"]] == [1002, 1003]
+    assert [row["t"] for row in traffic.describe(1001)["series"]] == [1001, 1002, 1003]
+    assert [row["t"] for row in traffic.describe(990)["series"]] == [1000, 1001, 1002, 1003]
+    assert traffic.describe(1004)["series"] == []
+    assert traffic.describe(None)["totals"] == {**zero, "reads": 2, "throttledWrites": 1}
+    # Seconds older than an hour before the newest are dropped; the totals stay.
+    traffic.count("writes", 1000 + network.SERIES_SECONDS + 2)
+    assert traffic.describe(None)["series"][0]["t"] == 1003
+    assert traffic.describe(None)["totals"]["reads"] == 2
