@@ -1,6 +1,7 @@
 """The iam-operator IAM emulator: moto's server plus strict_iam.py and test controls.
 
     python server.py [--host 127.0.0.1] --port N [--log-requests]
+                     [--network JSON] [--latency JSON] [--rate-limit JSON] [--consistency JSON]
 
 Prints exactly one line on stdout, ``READY http://HOST:PORT``, once the socket
 is listening (``--port 0`` picks a free port; read it from that line), then
@@ -16,6 +17,13 @@ authentication; see README.md for the full contract. GET
 /_emulator/calls?by=access-key (optionally &service=sts) counts the same calls
 per SigV4 access key id: {"AKID": {"CreateUser": 1}}; unsigned requests are
 counted in the totals only.
+
+Network behaviour (network.py): per-request latency, an account-wide token-bucket
+rate limit for reads and writes, and reads that lag writes. Set at start with
+--network (or $IAM_EMULATOR_NETWORK) and --latency/--rate-limit/--consistency,
+changed at runtime with POST /_emulator/network, counted by GET /_emulator/rate.
+Requests are served by threads; moto runs one request at a time under a lock,
+and latency is slept outside it, so delays of concurrent requests overlap.
 """
 
 from __future__ import annotations
