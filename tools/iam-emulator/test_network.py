@@ -314,6 +314,13 @@ def test_write_burst_beyond_the_bucket_is_throttled_and_counted(
         assert sum(row[key] for row in series) == total
     assert server.control("DELETE", "/_emulator/rate") == (200, {})
     assert server.control("GET", "/_emulator/rate")[1]["series"] == []
+    # A throttled request does not use up a fault rule: the rule is still there after.
+    status, _ = server.control(
+        "POST", "/_emulator/faults", {"action": "CreateUser", "code": "ServiceFailure"}
+    )
+    assert status == 200
+    assert code_of(lambda: iam.create_user(UserName="u9"))[0] == "Throttling"
+    assert len(server.control("GET", "/_emulator/faults")[1]["faults"]) == 1
 
 
 def test_the_bucket_refills_at_its_rate(server: Server, iam: Any) -> None:
