@@ -31,7 +31,9 @@ class ConfigError(ValueError):
     pass
 
 
-def _number(spec: dict[str, Any], key: str, default: float | None = None, minimum: float = 0) -> float:
+def _number(
+    spec: dict[str, Any], key: str, default: float | None = None, minimum: float = 0
+) -> float:
     value = spec.get(key, default)
     if value is None:
         raise ConfigError(f'"{key}" is required')
@@ -107,7 +109,8 @@ class Latency:
             if self.lognormal:
                 ms = self.random.lognormvariate(math.log(self.median), self.sigma)
             else:
-                ms = self.ms + (self.random.uniform(-self.jitter, self.jitter) if self.jitter else 0)
+                jitter = self.random.uniform(-self.jitter, self.jitter) if self.jitter else 0
+                ms = self.ms + jitter
             if self.spike_probability and self.random.random() < self.spike_probability:
                 ms += self.spike_ms
         return max(ms, 0.0)
