@@ -442,13 +442,17 @@ def test_access_keys_and_their_status_lag(server: Server, iam: Any) -> None:
     assert [k["Status"] for k in listed] == ["Inactive"]
 
 
-def test_login_profiles_and_authorization_details_lag(server: Server, iam: Any) -> None:
+def test_login_profiles_groups_policies_and_authorization_details_lag(server: Server, iam: Any) -> None:
     iam.create_user(UserName="erin")
     lagging(server, iam)
     iam.create_login_profile(UserName="erin", Password="Str0ng!Passw0rd")
     iam.create_group(GroupName="ops")
+    arn = iam.create_policy(PolicyName="pol", PolicyDocument=ALLOW_ALL)["Policy"]["Arn"]
     written = time.monotonic()
     assert code_of(lambda: iam.get_login_profile(UserName="erin"))[0] == "NoSuchEntity"
+    assert code_of(lambda: iam.get_policy(PolicyArn=arn))[0] == "NoSuchEntity"
+    assert iam.list_policies(Scope="Local")["Policies"] == []
+    assert code_of(lambda: iam.get_group(GroupName="ops"))[0] == "NoSuchEntity"
     details = iam.get_account_authorization_details(Filter=["User", "Group"])
     assert [u["UserName"] for u in details["UserDetailList"]] == ["erin"]
     assert details["GroupDetailList"] == []
@@ -457,6 +461,7 @@ def test_login_profiles_and_authorization_details_lag(server: Server, iam: Any) 
     assert iam.get_login_profile(UserName="erin")["LoginProfile"]["UserName"] == "erin"
     details = iam.get_account_authorization_details(Filter=["Group"])
     assert [g["GroupName"] for g in details["GroupDetailList"]] == ["ops"]
+    assert [p["Arn"] for p in iam.list_policies(Scope="Local")["Policies"]] == [arn]
 
 
 def test_consistency_is_switched_at_runtime_and_by_reset(server: Server, iam: Any) -> None:
