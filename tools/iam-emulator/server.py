@@ -1,6 +1,7 @@
 """The iam-operator IAM emulator: moto's server plus strict_iam.py and test controls.
 
     python server.py [--host 127.0.0.1] --port N [--log-requests]
+                     [--network JSON] [--latency JSON] [--rate-limit JSON] [--consistency JSON]
 
 Prints exactly one line on stdout, ``READY http://HOST:PORT``, once the socket
 is listening (``--port 0`` picks a free port; read it from that line), then
@@ -16,6 +17,13 @@ authentication; see README.md for the full contract. GET
 /_emulator/calls?by=access-key (optionally &service=sts) counts the same calls
 per SigV4 access key id: {"AKID": {"CreateUser": 1}}; unsigned requests are
 counted in the totals only.
+
+Network behaviour (network.py): per-request latency, an account-wide token-bucket
+rate limit for reads and writes, and reads that lag writes. Set at start with
+--network (or $IAM_EMULATOR_NETWORK) and --latency/--rate-limit/--consistency,
+changed at runtime with POST /_emulator/network, counted by GET /_emulator/rate.
+Requests are served by threads; moto runs one request at a time under a lock,
+and latency is slept outside it, so delays of concurrent requests overlap.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from network import SECTIONS, ConfigError, Network, is_read, snapshot_backends  # noqa: E402
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -124,12 +135,15 @@ class Controls:
         self.calls_by_key: dict[str, dict[str, Counter[str]]] = {}
         self.faults: list[Fault] = []
 
-    def record(self, service: str, action: str, access_key: str | None = None) -> Fault | None:
+    def record(self, service: str, action: str, access_key: str | None = None) -> None:
         with self.lock:
             self.calls.setdefault(service, Counter())[action] += 1
             if access_key is not None:
                 by_key = self.calls_by_key.setdefault(service, {})
                 by_key.setdefault(access_key, Counter())[action] += 1
+
+    def take_fault(self, service: str, action: str) -> Fault | None:
+        with self.lock:
             if service != "iam":
                 return None
             for fault in self.faults:
@@ -186,6 +200,42 @@ def _request_service_action(environ: Environ) -> tuple[str | None, str | None]:
     return service, (actions[0] if actions else None)
 
 
+def _read_json(environ: Environ) -> Any:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return json.loads(environ["wsgi.input"].read(length) if length > 0 else b"null")
+
+
+def _iam_backends() -> dict[tuple[str, str], Any]:
+    """moto's IAM backends that exist, by (account, partition). dict's own
+    methods, so that looking does not create the backends of other partitions.
+    The default account's is created first if a reset left none: a copy of the
+    state before the first write after a reset must hold that (empty) backend,
+    or reads would fall through to the live one."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.iam.models import iam_backends
+
+    iam_backends[os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)]["aws"]
+    return {
+        (account, partition): backend
+        for account, per_account in dict.items(iam_backends)
+        for partition, backend in dict.items(per_account)
+    }
+
+
+def _swap_iam_backends(state: dict[tuple[str, str], Any]) -> dict[tuple[str, str], Any]:
+    """Puts `state`'s backends in moto's place; returns the ones it replaced."""
+    from moto.iam.models import iam_backends
+
+    replaced = {}
+    for (account, partition), backend in state.items():
+        per_account = dict.get(iam_backends, account)
+        if per_account is None:
+            continue
+        replaced[(account, partition)] = dict.get(per_account, partition)
+        dict.__setitem__(per_account, partition, backend)
+    return replaced
+
+
 def _query_error_shape(body: bytes) -> bytes:
     """moto's authentication errors come as ``<ErrorResponse><Errors><Error>`` (the EC2
     shape); IAM and STS answer ``<ErrorResponse><Error>``, which is what SDKs parse."""
@@ -197,29 +247,62 @@ def _query_error_shape(body: bytes) -> bytes:
 class EmulatorApp:
     """WSGI middleware in front of moto's DomainDispatcherApplication."""
 
-    def __init__(self, moto_app: Callable[..., Iterable[bytes]], controls: Controls) -> None:
+    def __init__(
+        self,
+        moto_app: Callable[..., Iterable[bytes]],
+        controls: Controls,
+        network: Network | None = None,
+    ) -> None:
         self.moto_app = moto_app
         self.controls = controls
+        self.network = network or Network()
         # moto's backends are not thread-safe (a listing can meet a dict that
         # another request thread is growing); real IAM answers each request
         # against one consistent state, so moto handles one request at a time.
         self.moto_lock = threading.Lock()
 
-    def call_moto(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+    def call_moto(
+        self, environ: Environ, start_response: StartResponse, action: str | None = None
+    ) -> list[bytes]:
+        """Runs moto under the lock. `action` is the IAM Action (None for anything
+        else): with eventual consistency on, a read (Get*/List*) runs against the
+        state of `lagMs` ago, and a write keeps a copy of the state it changes."""
         captured: list[Any] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             captured[:] = [status, headers, exc_info]
             return lambda data: None
 
-        with self.moto_lock:
+        def run() -> bytes:
             result = self.moto_app(environ, capture)
             try:
-                body = b"".join(result)
+                return b"".join(result)
             finally:
                 close = getattr(result, "close", None)
                 if close:
                     close()
+
+        with self.moto_lock:
+            consistency = self.network.consistency
+            if action is None or consistency is None or consistency.lag <= 0:
+                body = run()
+            elif is_read(action):
+                state = consistency.state_for_read(time.monotonic())
+                if state is None:
+                    body = run()
+                else:
+                    live = _swap_iam_backends(state)
+                    try:
+                        body = run()
+                    finally:
+                        _swap_iam_backends(live)
+            else:
+                copied = consistency.before_write(
+                    time.monotonic(), lambda: snapshot_backends(_iam_backends())
+                )
+                body = run()
+                succeeded = bool(captured) and int(str(captured[0]).split(" ", 1)[0]) < 400
+                consistency.after_write(time.monotonic(), copied, succeeded)
         status, headers, exc_info = captured
         body = _query_error_shape(body)
         headers = [(k, str(len(body)) if k.lower() == "content-length" else v) for k, v in headers]
@@ -232,21 +315,42 @@ class EmulatorApp:
             return self.control(environ, start_response, path[len("/_emulator") :].strip("/"))
         if path.rstrip("/") == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST":
             self.controls.clear()
+            with self.moto_lock:
+                self.network.reset()
             return self.call_moto(environ, start_response)
 
         service, action = _request_service_action(environ)
         if not (service and action):
             return self.call_moto(environ, start_response)
-        fault = self.controls.record(service, action, _request_access_key(environ))
-        if fault is None:
+        self.controls.record(service, action, _request_access_key(environ))
+        if service != "iam":
             return self.call_moto(environ, start_response)
+        # The round trip: half of it before IAM handles the request, half after,
+        # always outside the moto lock, so concurrent requests' delays overlap.
+        delay = self.network.delay_ms() / 1000.0
+        if delay:
+            time.sleep(delay / 2)
+        try:
+            return self.handle_iam(environ, start_response, action)
+        finally:
+            if delay:
+                time.sleep(delay / 2)
+
+    def handle_iam(
+        self, environ: Environ, start_response: StartResponse, action: str
+    ) -> Iterable[bytes]:
+        if not self.network.admit(action):
+            return self.iam_error(start_response, 400, "Throttling", "Rate exceeded")
+        fault = self.controls.take_fault("iam", action)
+        if fault is None:
+            return self.call_moto(environ, start_response, action)
         if fault.delay_ms:
             time.sleep(fault.delay_ms / 1000.0)
         if fault.code:
             return self.iam_error(start_response, fault.status, fault.code, fault.message)
         if fault.drop:
             # The action takes effect; its response never reaches the client.
-            self.run_and_discard(environ)
+            self.run_and_discard(environ, action)
             if fault.drop == "500":
                 return self.iam_error(
                     start_response,
@@ -262,10 +366,10 @@ class EmulatorApp:
                     pass
             # werkzeug treats this as a dropped connection and writes nothing.
             raise ConnectionAbortedError("response dropped by iam-emulator fault")
-        return self.call_moto(environ, start_response)
+        return self.call_moto(environ, start_response, action)
 
-    def run_and_discard(self, environ: Environ) -> None:
-        self.call_moto(environ, lambda *args, **kwargs: lambda data: None)
+    def run_and_discard(self, environ: Environ, action: str | None = None) -> None:
+        self.call_moto(environ, lambda *args, **kwargs: lambda data: None, action)
 
     @staticmethod
     def iam_error(
@@ -296,8 +400,38 @@ class EmulatorApp:
 
             with self.moto_lock:
                 moto_api_backend.reset()
+                # Kept copies of the state are of the old backends: drop them too.
+                self.network.reset()
             c.clear()
             return _json_response(start_response, 200, {"status": "ok"})
+        if route == "network":
+            if method == "GET":
+                return _json_response(start_response, 200, self.network.describe())
+            if method in ("POST", "DELETE"):
+                try:
+                    spec = (
+                        {section: None for section in SECTIONS}
+                        if method == "DELETE"
+                        else _read_json(environ)
+                    )
+                    with self.moto_lock:
+                        described = self.network.update(spec)
+                except (ConfigError, ValueError, TypeError) as err:
+                    return _json_response(start_response, 400, {"error": str(err)})
+                return _json_response(start_response, 200, described)
+            return _json_response(start_response, 405, {"error": "GET, POST or DELETE"})
+        if route == "rate":
+            if method == "GET":
+                query = parse_qs(environ.get("QUERY_STRING", ""))
+                try:
+                    since = int(query["since"][0]) if "since" in query else None
+                except ValueError:
+                    return _json_response(start_response, 400, {"error": "since is a unix second"})
+                return _json_response(start_response, 200, self.network.rate(since))
+            if method == "DELETE":
+                self.network.clear_traffic()
+                return _json_response(start_response, 200, {})
+            return _json_response(start_response, 405, {"error": "GET or DELETE"})
         if route == "calls":
             if method == "GET":
                 query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -329,18 +463,21 @@ class EmulatorApp:
                 user, key_id, seconds = spec["user"], spec["accessKeyId"], float(spec["seconds"])
             except (ValueError, TypeError, KeyError) as err:
                 return _json_response(start_response, 400, {"error": f"bad request: {err}"})
-            from moto.iam.models import iam_backends
-
             with self.moto_lock:
-                for backend in iam_backends.values():
-                    for iam in backend.values():
-                        found = iam.users.get(user)
-                        key = found and found.access_keys and next(
-                            (k for k in found.access_keys if k.access_key_id == key_id), None
-                        )
-                        if key:
-                            key.create_date = key.create_date - datetime.timedelta(seconds=seconds)
-                            return _json_response(start_response, 200, {"aged": key_id})
+                # The kept copies (eventual consistency) age too: the key was never younger.
+                consistency = self.network.consistency
+                states = [state for _, state in consistency.history] if consistency else []
+                aged = False
+                for iam in [*_iam_backends().values(), *(b for s in states for b in s.values())]:
+                    found = iam.users.get(user)
+                    key = found and found.access_keys and next(
+                        (k for k in found.access_keys if k.access_key_id == key_id), None
+                    )
+                    if key:
+                        key.create_date = key.create_date - datetime.timedelta(seconds=seconds)
+                        aged = True
+                if aged:
+                    return _json_response(start_response, 200, {"aged": key_id})
             return _json_response(start_response, 404, {"error": f"no key {key_id} of {user}"})
         if route == "faults":
             if method == "GET":
@@ -402,10 +539,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
     parser.add_argument("--log-requests", action="store_true", help="log each request to stderr")
+    parser.add_argument(
+        "--network",
+        metavar="JSON",
+        default=os.environ.get("IAM_EMULATOR_NETWORK"),
+        help='start-up network behaviour, as POST /_emulator/network takes it: '
+        '{"latency": ..., "rateLimit": ..., "consistency": ...} '
+        "(default: $IAM_EMULATOR_NETWORK)",
+    )
+    parser.add_argument("--latency", metavar="JSON", help='e.g. {"ms": 100, "jitterMs": 20}')
+    parser.add_argument(
+        "--rate-limit", metavar="JSON", help='e.g. {"reads": {"rate": 20, "burst": 40}}'
+    )
+    parser.add_argument("--consistency", metavar="JSON", help='e.g. {"lagMs": 2000}')
     args = parser.parse_args(argv)
+    startup: dict[str, Any] = {}
+    try:
+        if args.network:
+            startup = json.loads(args.network)
+            if not isinstance(startup, dict):
+                raise ConfigError("--network is a JSON object")
+        for section, flag in (
+            ("latency", args.latency),
+            ("rateLimit", args.rate_limit),
+            ("consistency", args.consistency),
+        ):
+            if flag is not None:
+                startup[section] = json.loads(flag)
+        network = Network(startup)
+    except (ConfigError, ValueError) as err:
+        parser.error(f"network configuration: {err}")
 
     os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-    sys.path.insert(0, HERE)
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(0)
@@ -426,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     strict_iam.install()
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.log_requests else logging.ERROR)
 
-    app = EmulatorApp(DomainDispatcherApplication(create_backend_app), Controls())
+    app = EmulatorApp(DomainDispatcherApplication(create_backend_app), Controls(), network)
     server = make_server(
         args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler
     )
