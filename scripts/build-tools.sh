@@ -107,3 +107,5 @@ helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/he
 go_tool helm "$helm_dir" helm.sh/helm/v3/cmd/helm "$helm_ldflags"
 
 # --- small Go programs the tests use (each its own module under tools/) ------
+# promcheck: validates the chart's alert rules and dashboard with Prometheus's own parsers.
+go_tool promcheck "$tools/promcheck"
