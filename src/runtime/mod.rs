@@ -98,7 +98,11 @@ fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> (Controller
 fn cache_synced<K: Managed>(
     store: kube::runtime::reflector::Store<K>,
 ) -> futures::future::BoxFuture<'static, bool> {
-    Box::pin(async move { store.wait_until_ready().await.is_ok() })
+    Box::pin(async move {
+        let synced = store.wait_until_ready().await.is_ok();
+        tracing::info!(kind = %K::kind(&()), synced, "watch listed");
+        synced
+    })
 }
 
 /// Wakes objects of one controller from outside its watches: the drift scan (changed in
