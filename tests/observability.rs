@@ -613,13 +613,27 @@ spec:
     assert!(!logs.contains('\u{1b}'), "an ESC byte in the JSON log");
     let mut lines = 0;
     let mut in_reconcile = 0;
+    let mut not_ready = 0;
     for line in logs.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"));
         assert!(v["level"].is_string(), "no level: {line}");
         assert!(v["message"].is_string(), "no message: {line}");
         assert!(v["timestamp"].is_string(), "no timestamp: {line}");
+        // A key twice in one object would lose one of its values in most log pipelines.
+        if let Err(e) = serde_json::from_str::<NoDuplicateKeys>(line) {
+            panic!("{e}: {line}");
+        }
+        if v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("not ready: "))
+        {
+            not_ready += 1;
+        }
         if v["span"]["kind"].is_string() && v["span"]["object"].is_string() {
+            if in_reconcile < 2 {
+                println!("{line}");
+            }
             in_reconcile += 1;
         }
         lines += 1;
@@ -629,8 +643,67 @@ spec:
         in_reconcile > 0,
         "no log line carries the reconcile's kind and object"
     );
+    assert!(
+        not_ready > 0,
+        "no \"not ready: ...\" line for the stalled user"
+    );
     println!("{lines} JSON log lines, {in_reconcile} within a reconcile");
     cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Deserialises any JSON value, refusing an object with a key twice (which `serde_json`
+/// would accept, keeping the last value).
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = NoDuplicateKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<NoDuplicateKeys, A::Error> {
+                let mut seen = BTreeSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<NoDuplicateKeys>()?;
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!("key {key:?} twice")));
+                    }
+                }
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<NoDuplicateKeys, A::Error> {
+                while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// Runs `promcheck` on the chart's alert rules and dashboard: it fails on anything

@@ -226,7 +226,9 @@ async fn apply<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, ReconcileEr
                 };
                 publish(ctx, obj, type_, err.reason(), &summary.message).await;
             }
-            tracing::info!(reason = err.reason(), message = %summary.message, "not ready");
+            // One message: a `message` field next to the format string would be a second
+            // "message" key in a JSON line.
+            tracing::info!(reason = err.reason(), "not ready: {}", summary.message);
             let resync = ctx.engine.settings.resync_interval;
             match severity {
                 Severity::Transient => Err(ReconcileError(summary.message)),
