@@ -131,9 +131,13 @@ impl Default for Metrics {
         let key_rotation_period = Family::<UserLabels, FloatGauge>::default();
         let ready_gauge = Gauge::default();
         let leader = Gauge::default();
-        let build_info = prometheus_client::metrics::info::Info::new(BuildLabels {
-            version: env!("CARGO_PKG_VERSION").into(),
-        });
+        // A gauge, not an OpenMetrics `info`: every text parser reads a gauge.
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
         registry.register(
             "reconciles",
             "Reconciles that wrote their status, by kind and resulting Ready reason",
@@ -184,7 +188,7 @@ impl Default for Metrics {
             "1 while this replica runs the controllers (holds the leader lease, or runs without election)",
             leader.clone(),
         );
-        registry.register("build", "The operator's version", build_info);
+        registry.register("build_info", "1, with the operator's version", build_info);
         Self {
             registry,
             reconciles,
