@@ -4,7 +4,7 @@
 //!
 //! | metric | labels | meaning |
 //! |---|---|---|
-//! | `iam_operator_reconciles_total` | kind, reason | reconciles that wrote their status, by resulting Ready reason |
+//! | `iam_operator_reconciles_total` | kind, reason | reconciles that ran to their status, by resulting Ready reason |
 //! | `iam_operator_reconcile_errors_total` | kind, reason | reconciles that failed, by error class |
 //! | `iam_operator_reconcile_duration_seconds` | kind | every reconcile, whatever its outcome |
 //! | `iam_operator_object_condition` | kind, namespace, name, type, status, reason | 1 per condition an object has |
@@ -140,7 +140,7 @@ impl Default for Metrics {
             .set(1);
         registry.register(
             "reconciles",
-            "Reconciles that wrote their status, by kind and resulting Ready reason",
+            "Reconciles that ran to their status (written, or already as computed), by kind and resulting Ready reason",
             reconciles.clone(),
         );
         registry.register(
