@@ -111,3 +111,5 @@ go_tool helm "$helm_dir" helm.sh/helm/v3/cmd/helm "$helm_ldflags"
 go_tool health "$tools/health"
 # oci-image: assembles the operator's container image without a runtime (scripts/build-image.sh)
 go_tool oci-image "$tools/oci-image"
+# promcheck: validates the chart's alert rules and dashboard with Prometheus's own parsers.
+go_tool promcheck "$tools/promcheck"

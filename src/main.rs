@@ -131,13 +131,32 @@ struct Args {
     log_format: LogFormat,
 }
 
+/// Logs go to stdout: text, coloured only when stdout is a terminal (never in a file, a
+/// pipe or a container log, and not when `NO_COLOR` is set), or one JSON object per line
+/// with `timestamp`, `level`, `message`, `target` and the reconcile's span fields
+/// (`kind`, `namespace`, `name`) at the top level of `span`.
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
     match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            // `message` and the event's fields at the top level, as log pipelines expect.
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            builder
+                .with_ansi(std::io::stdout().is_terminal() && !no_color)
+                .init()
+        }
     }
 }
 
@@ -269,7 +288,10 @@ async fn start(mut args: Args) -> Result<(), String> {
         metrics: metrics.clone(),
     };
     let ctx = Arc::new(Context::new(engine, client));
-    metrics.set_ready(true);
+    // Ready once initialised (cluster reachable, CRDs installed, clients built) and, where
+    // this replica runs the controllers, once their watches have listed everything (`run`
+    // says so). A standby replica is ready while it waits for the lease: it would
+    // otherwise block every rollout of a Deployment with more than one replica.
     let controllers = run(
         ctx,
         &args.watch_namespace,
@@ -279,18 +301,23 @@ async fn start(mut args: Args) -> Result<(), String> {
     match &elector {
         None => {
             tracing::info!("iam-operator started");
+            metrics.set_leader(true);
             controllers.await;
         }
         Some(elector) => {
             tracing::info!("waiting to become the leader");
+            metrics.set_ready(true);
             elector.acquire().await;
             tracing::info!("iam-operator started as the leader");
+            metrics.set_ready(false);
+            metrics.set_leader(true);
             tokio::select! {
                 _ = controllers => elector.release().await,
                 _ = elector.hold() => return Err("lost the leader lease; exiting so another replica leads".into()),
             }
         }
     }
+    metrics.set_leader(false);
     tracing::info!("iam-operator stopped");
     Ok(())
 }

@@ -455,7 +455,8 @@ fn optional_features_render_and_are_accepted() {
     assert_eq!(sm["spec"]["namespaceSelector"]["matchNames"], json!([ns]));
     assert_eq!(
         sm["spec"]["endpoints"],
-        json!([{"port": "metrics", "path": "/metrics", "interval": "15s"}])
+        // honorLabels: the per-object series' `namespace` label is the object's.
+        json!([{"port": "metrics", "path": "/metrics", "honorLabels": true, "interval": "15s"}])
     );
     // serviceMonitor alone turns the Service on (it has nothing to scrape otherwise).
     let sm_only = render(&chart(), &["--set", "serviceMonitor.enabled=true"]);

@@ -95,6 +95,67 @@ impl super::Identities for AssumedRoles {
     }
 }
 
+/// Error codes by which AWS says "slow down" (the SDK's own list of throttling codes, plus
+/// S3's `SlowDown` that some IAM-compatible endpoints answer with).
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+fn is_throttling(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code)
+}
+
+/// The outcome label of one IAM request attempt, from its HTTP status (`None`: no response
+/// at all) and IAM's error code. Throttling is its own outcome, so that a sustained rate
+/// limit can be told from other failures; the set is fixed, whatever codes IAM invents.
+fn call_outcome(status: Option<u16>, code: Option<&str>) -> &'static str {
+    match (status, code) {
+        (None, _) => "transport_error",
+        (Some(s), _) if s < 300 => "success",
+        (Some(429), _) => "throttled",
+        (_, Some(c)) if is_throttling(c) => "throttled",
+        (_, Some("NoSuchEntity")) => "not_found",
+        (
+            _,
+            Some(
+                "AccessDenied"
+                | "AccessDeniedException"
+                | "UnauthorizedOperation"
+                | "InvalidClientTokenId"
+                | "SignatureDoesNotMatch",
+            ),
+        ) => "access_denied",
+        // 503 without a code is how S3-style endpoints say SlowDown.
+        (Some(503), None) => "throttled",
+        (Some(s), _) if s >= 500 => "server_error",
+        _ => "client_error",
+    }
+}
+
+/// IAM's error code in a query-protocol error body (`<Error><Code>...</Code>`).
+fn error_code(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    let code = text[start..start + len].trim();
+    // Only a plausible code (letters and digits), never free text, becomes a decision.
+    (!code.is_empty() && code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then_some(code)
+}
+
 /// Counts every IAM request attempt (retries included: each one costs rate limit) by
 /// operation and outcome.
 struct CountCalls(std::sync::Arc<crate::metrics::Metrics>);
@@ -119,9 +180,21 @@ impl aws_sdk_iam::config::Intercept for CountCalls {
         let operation = cfg
             .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
             .map_or("unknown", |m| m.name());
+        // The response, when there was one; the orchestrator has read an error's body
+        // into memory by now (to deserialise it), so its code is at hand.
+        let response = context.response();
+        let status = response.map(|r| r.status().as_u16());
+        let code = response
+            .filter(|r| r.status().as_u16() >= 300)
+            .and_then(|r| r.body().bytes())
+            .and_then(error_code);
         let outcome = match context.output_or_error() {
             Some(Ok(_)) => "success",
-            _ => "error",
+            _ => match call_outcome(status, code) {
+                // An error with a 2xx response: unreadable, not a success.
+                "success" => "client_error",
+                other => other,
+            },
         };
         self.0.iam_call(operation, outcome);
         Ok(())
@@ -182,9 +255,7 @@ where
             | "InvalidClientTokenId"
             | "SignatureDoesNotMatch",
         ) => IamError::AccessDenied(message),
-        Some("Throttling" | "ThrottlingException" | "RequestLimitExceeded") => {
-            IamError::Throttled(message)
-        }
+        Some(code) if is_throttling(code) => IamError::Throttled(message),
         Some(
             "InvalidInput" | "ValidationError" | "PasswordPolicyViolation" | "PolicyNotAttachable",
         ) => IamError::Invalid(message),
@@ -1158,4 +1229,51 @@ fn inline(policies: &[aws_sdk_iam::types::PolicyDetail]) -> Vec<(Option<&str>, O
             .iter()
             .map(|p| (p.policy_name(), p.policy_document())),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_is_its_own_outcome() {
+        for (status, code) in [
+            (400, Some("Throttling")),
+            (400, Some("ThrottlingException")),
+            (400, Some("RequestLimitExceeded")),
+            (503, Some("SlowDown")),
+            (503, None),
+            (429, None),
+            (429, Some("TooManyRequestsException")),
+        ] {
+            assert_eq!(
+                call_outcome(Some(status), code),
+                "throttled",
+                "{status} {code:?}"
+            );
+        }
+        assert_eq!(call_outcome(Some(200), None), "success");
+        assert_eq!(call_outcome(Some(404), Some("NoSuchEntity")), "not_found");
+        assert_eq!(
+            call_outcome(Some(403), Some("AccessDenied")),
+            "access_denied"
+        );
+        assert_eq!(
+            call_outcome(Some(409), Some("LimitExceeded")),
+            "client_error"
+        );
+        assert_eq!(
+            call_outcome(Some(500), Some("ServiceFailure")),
+            "server_error"
+        );
+        assert_eq!(call_outcome(None, None), "transport_error");
+    }
+
+    #[test]
+    fn the_error_code_is_read_from_an_iam_error_body() {
+        let body = br#"<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>x</RequestId></ErrorResponse>"#;
+        assert_eq!(error_code(body), Some("Throttling"));
+        assert_eq!(error_code(b"<Code>not a code</Code>"), None);
+        assert_eq!(error_code(b"plain text"), None);
+    }
 }

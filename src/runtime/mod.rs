@@ -94,6 +94,17 @@ fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> (Controller
     (ctl, wake)
 }
 
+/// Resolves once `store` has listed its objects (false if its watch ended first).
+fn cache_synced<K: Managed>(
+    store: kube::runtime::reflector::Store<K>,
+) -> futures::future::BoxFuture<'static, bool> {
+    Box::pin(async move {
+        let synced = store.wait_until_ready().await.is_ok();
+        tracing::info!(kind = %K::kind(&()), synced, "watch listed");
+        synced
+    })
+}
+
 /// Wakes objects of one controller from outside its watches: the drift scan (changed in
 /// IAM) and the namespace watch (changed labels).
 struct Wake<K: Managed> {
@@ -182,6 +193,8 @@ pub async fn run(
     let (namespace_labels, writer) = kube::runtime::reflector::store();
     let mut all = Vec::new();
     let mut wakes = Vec::new();
+    // Readiness: every controller's cache has listed its objects once.
+    let mut synced: Vec<futures::future::BoxFuture<'static, bool>> = Vec::new();
     for ns in scopes {
         let api = |c: &Client| -> (Api<IamPolicy>, Api<IamGroup>, Api<IamUser>) {
             match &ns {
@@ -206,6 +219,7 @@ pub async fn run(
 
         let (policy_ctl, policy_wake) = controller(policies.clone(), &config);
         let policy_store = policy_ctl.store();
+        synced.push(cache_synced(policy_ctl.store()));
         let policy_ctl = policy_ctl
             .watches(
                 tenancy.clone(),
@@ -222,6 +236,7 @@ pub async fn run(
 
         let (group_ctl, group_wake) = controller(groups.clone(), &config);
         let group_store = group_ctl.store();
+        synced.push(cache_synced(group_ctl.store()));
         let all_groups = group_ctl.store();
         let group_ctl = group_ctl
             .watches(
@@ -244,6 +259,7 @@ pub async fn run(
             .for_each(|_| futures::future::ready(()));
 
         let (user_ctl, user_wake) = controller(users.clone(), &config);
+        synced.push(cache_synced(user_ctl.store()));
         wakes.push((policy_wake, group_wake, user_wake));
         let by_policy = user_ctl.store();
         let by_group = user_ctl.store();
@@ -338,6 +354,20 @@ pub async fn run(
         })
     };
     let controllers = futures::future::join_all(all);
+    let readiness = {
+        let metrics = ctx.metrics.clone();
+        async move {
+            if futures::future::join_all(synced)
+                .await
+                .into_iter()
+                .all(|ok| ok)
+            {
+                tracing::info!("watches synced; ready");
+                metrics.set_ready(true);
+            }
+            std::future::pending::<()>().await;
+        }
+    };
     let drift = async {
         if drift_scan_interval.is_zero() {
             std::future::pending::<()>().await;
@@ -350,5 +380,6 @@ pub async fn run(
         _ = controllers => {}
         _ = drift => {}
         _ = namespace_watch => {}
+        _ = readiness => {}
     }
 }

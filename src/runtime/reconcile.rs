@@ -7,6 +7,7 @@ use crate::api::{FINALIZER, IamGroup, IamPolicy, IamUser};
 use crate::controller::{Synced, group, policy, user};
 use crate::error::{Result, Severity};
 use crate::k8s::{Journal, KubeSecrets, StatusWriter};
+use crate::metrics::Metrics;
 use crate::status::{ObjectStatus, Summary, apply_summary};
 use async_trait::async_trait;
 use k8s_openapi::NamespaceResourceScope;
@@ -44,6 +45,8 @@ pub trait Managed:
         journal: &dyn Journal<Self::Status>,
     ) -> Result<Synced>;
     async fn cleanup(ctx: &Context, obj: &Self) -> Result<()>;
+    /// Kind-specific metrics from the status just written (the access key's age).
+    fn observe(_metrics: &Metrics, _obj: &Self, _status: &Self::Status) {}
 }
 
 #[async_trait]
@@ -103,6 +106,26 @@ impl Managed for IamUser {
         let secrets = KubeSecrets::new(ctx.client.clone(), obj, ctx.own_writes.clone());
         user::cleanup(&ctx.engine, obj, &secrets).await
     }
+    fn observe(metrics: &Metrics, obj: &Self, status: &Self::Status) {
+        // Only a key the status says is published, and its creation time as IAM gave it.
+        let created = status
+            .access_key
+            .as_ref()
+            .filter(|k| k.access_key_id.is_some())
+            .and_then(|k| k.created_at.as_ref())
+            .map(|t| t.0.as_second());
+        let enabled = obj.spec.access_key.as_ref().filter(|k| k.enabled);
+        // An unparsable rotateAfter is reported by the reconcile itself (InvalidSpec).
+        let period = enabled
+            .and_then(|k| k.rotate_after.as_deref())
+            .and_then(|t| crate::limits::parse_duration("rotateAfter", t).ok());
+        metrics.access_key(
+            &obj.namespace().unwrap_or_default(),
+            &obj.name_any(),
+            created,
+            period,
+        );
+    }
 }
 
 /// Error surfaced to kube-runtime (already reported in status and events).
@@ -155,15 +178,26 @@ async fn apply<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, ReconcileEr
         obj.meta().generation,
         Timestamp::now(),
     );
+    let kind = K::kind(&());
     if (status != before || journal.wrote())
         && let Err(e) = journal.record(&status).await
     {
         // A conflict: the object changed since this reconcile read it; the retry starts
         // over from the API server's copy.
+        ctx.metrics.reconcile_failed(&kind, e.reason());
         return Err(ReconcileError(format!("writing status: {e}")));
     }
-    ctx.metrics
-        .reconciled(K::kind(&()).as_ref(), &summary.reason);
+    ctx.metrics.reconciled(&kind, &summary.reason);
+    ctx.metrics.object_conditions(
+        &kind,
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
+        status.conditions(),
+    );
+    K::observe(&ctx.metrics, obj, &status);
+    if let Err(err) = &result {
+        ctx.metrics.reconcile_failed(&kind, err.reason());
+    }
     match result {
         Ok(synced) => {
             ctx.forget(&key(obj));
@@ -192,7 +226,9 @@ async fn apply<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, ReconcileEr
                 };
                 publish(ctx, obj, type_, err.reason(), &summary.message).await;
             }
-            tracing::info!(reason = err.reason(), message = %summary.message, "not ready");
+            // One message: a `message` field next to the format string would be a second
+            // "message" key in a JSON line.
+            tracing::info!(reason = err.reason(), "not ready: {}", summary.message);
             let resync = ctx.engine.settings.resync_interval;
             match severity {
                 Severity::Transient => Err(ReconcileError(summary.message)),
@@ -206,12 +242,18 @@ async fn apply<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, ReconcileEr
 }
 
 async fn cleanup<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, ReconcileError> {
+    let kind = K::kind(&());
+    let namespace = obj.namespace().unwrap_or_default();
     match K::cleanup(ctx, obj).await {
         Ok(()) => {
             ctx.forget(&key(obj));
+            // The finalizer goes next: the object's series go with it.
+            ctx.metrics
+                .object_deleted(&kind, &namespace, &obj.name_any());
             Ok(Action::await_change())
         }
         Err(err) => {
+            ctx.metrics.reconcile_failed(&kind, err.reason());
             let mut status = obj.current_status().cloned().unwrap_or_default();
             let summary = Summary::progressing("Deleting", format!("deleting: {err}"));
             apply_summary(
@@ -220,11 +262,23 @@ async fn cleanup<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, Reconcile
                 obj.meta().generation,
                 Timestamp::now(),
             );
-            if Some(&status) != obj.current_status() {
+            let written = Some(&status) == obj.current_status() || {
                 let journal = StatusWriter::new(ctx.client.clone(), obj);
-                if let Err(e) = journal.record(&status).await {
-                    tracing::warn!(error = %e, "could not write status");
+                match journal.record(&status).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not write status");
+                        false
+                    }
                 }
+            };
+            if written {
+                ctx.metrics.object_conditions(
+                    &kind,
+                    &namespace,
+                    &obj.name_any(),
+                    status.conditions(),
+                );
             }
             Err(ReconcileError(summary.message))
         }
@@ -241,16 +295,22 @@ pub async fn reconcile<K: Managed>(
     let started = Instant::now();
     let namespace = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
-    let span = tracing::info_span!("reconcile", kind = %K::kind(&()), namespace = %namespace, name = %name);
+    let kind = K::kind(&());
+    // `object`, not `name`: a JSON log line carries the span's own name under "name".
+    let span = tracing::info_span!("reconcile", kind = %K::kind(&()), namespace = %namespace, object = %name);
     let result = async {
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
         let fresh = match api.get_opt(&name).await {
             Ok(Some(fresh)) => fresh,
             Ok(None) => {
                 ctx.forget(&key(cached.as_ref()));
+                ctx.metrics.object_deleted(&kind, &namespace, &name);
                 return Ok(Action::await_change());
             }
-            Err(e) => return Err(ReconcileError(format!("reading {name}: {e}"))),
+            Err(e) => {
+                ctx.metrics.reconcile_failed(&kind, "KubernetesError");
+                return Err(ReconcileError(format!("reading {name}: {e}")));
+            }
         };
         finalizer(&api, FINALIZER, Arc::new(fresh), |event| async {
             match event {
@@ -259,7 +319,17 @@ pub async fn reconcile<K: Managed>(
             }
         })
         .await
-        .map_err(|e| ReconcileError(e.to_string()))
+        .map_err(|e| {
+            // Apply and cleanup count their own failures; these are the finalizer's patches.
+            if !matches!(
+                e,
+                kube::runtime::finalizer::Error::ApplyFailed(_)
+                    | kube::runtime::finalizer::Error::CleanupFailed(_)
+            ) {
+                ctx.metrics.reconcile_failed(&kind, "KubernetesError");
+            }
+            ReconcileError(e.to_string())
+        })
     }
     .instrument(span)
     .await;

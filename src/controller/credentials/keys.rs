@@ -441,7 +441,10 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         st.created_at = Some(Time(key.created));
         st.creating_since = None;
         st.rotation_token = token.clone();
-        step.engine.metrics.key_rotated();
+        if replaced.is_some() {
+            // A published key replaced (rotation, lost Secret, revoked key); not a first key.
+            step.engine.metrics.key_rotated();
+        }
         let retired = plan.revoked.as_ref().or(plan.lost.as_ref());
         if let Some(old) = retired {
             // Nobody can use it any more (revoked) or reload it (lost): delete it now.
