@@ -24,6 +24,9 @@ case "$mode" in
 esac
 
 deny="$(bash scripts/install-cargo-deny.sh)"
+# The crates' manifests must be on disk for the --offline check below (a no-op in test.sh,
+# where clippy has fetched them already).
+cargo fetch --locked --quiet
 # --locked like the rest of the suite; the graph (targets, features) is configured in deny.toml.
 run_deny() { "$deny" --locked --color "${CARGO_TERM_COLOR:-auto}" "$@" >&2; }
 
