@@ -21,6 +21,10 @@ step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features --locked -- -D warnings
 
+step "dependency policy: advisories, licenses, bans, sources (cargo-deny, deny.toml)"
+# Prints, on stdout, why RustSec advisories could not be checked (no network); repeated below.
+deny_note="$(bash scripts/deny.sh)"
+
 step "emulator self-test"
 "$(bash scripts/emulator.sh python)" -m pytest -q tools/iam-emulator
 
@@ -28,4 +32,5 @@ step "cargo test"
 # The crash tests need the failpoints feature; production builds never have it.
 cargo test --locked --all-targets --features failpoints -- --test-threads="${TEST_THREADS:-4}"
 
+if [ -n "$deny_note" ]; then echo "NOTE: $deny_note"; fi
 echo "test suite finished in $(( $(date +%s) - start ))s"
