@@ -284,6 +284,21 @@ impl World {
         Ok(())
     }
 
+    /// Changes an annotation of users `k0`.. (which triggers a reconcile, changing nothing).
+    async fn touch_all(&self, n: usize, value: &str) {
+        let patch = json!({"metadata": {"annotations": {"test.kubeop.dev/touch": value}}});
+        for i in 0..n {
+            self.users()
+                .patch(
+                    &format!("k{i}"),
+                    &Default::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
     async fn event_notes(&self) -> Vec<String> {
         let events: Api<k8s_openapi::api::events::v1::Event> =
             Api::namespaced(self.client.clone(), &self.ns);
@@ -613,7 +628,7 @@ async fn twenty_percent_faults_converge_without_duplicates_orphans_or_flapping()
     w.finish().await;
 }
 
-/// Eventual consistency (reads lag writes by 1.5 s): users get keys, rotate, and one
+/// Eventual consistency (reads lag writes by 3 s): users get keys, rotate, and one
 /// rotation is interrupted by a crash right after `CreateAccessKey`, restarted at once while
 /// IAM does not list the new key yet. The protocol creates exactly one key per user and
 /// rotation, never takes a key it just created for one deleted out of band, and the key of
@@ -625,9 +640,11 @@ async fn twenty_percent_faults_converge_without_duplicates_orphans_or_flapping()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_reads_leave_no_orphaned_or_duplicate_key() {
     const USERS: usize = 8;
-    const LAG: Duration = Duration::from_millis(1500);
+    // Long enough that a reconcile triggered right after a key is published surely reads
+    // IAM as it was before the key (on this loaded 2-core machine), short enough for CI.
+    const LAG: Duration = Duration::from_millis(3000);
     let started = Instant::now();
-    let mut w = World::new("faults-lag", json!({"consistency": {"lagMs": 1500}})).await;
+    let mut w = World::new("faults-lag", json!({"consistency": {"lagMs": 3000}})).await;
     w.start(&[]);
     let ns = w.ns.clone();
     let mut manifest = String::new();
@@ -638,9 +655,10 @@ async fn lagging_reads_leave_no_orphaned_or_duplicate_key() {
     }
     w.apply(&manifest);
     w.wait_users_ready(USERS, Duration::from_secs(120)).await;
-    // Reconciles triggered by the operator's own Secret and status writes land within the
-    // lag; give them time to act on what they read.
-    tokio::time::sleep(LAG * 4).await;
+    // A reconcile right after the key is out (an annotation changed), while IAM does not
+    // list the new key yet; then time for it to act on what it read.
+    w.touch_all(USERS, "1").await;
+    tokio::time::sleep(LAG * 2).await;
     let calls = w.emu.calls().await;
     println!("after the first keys: {calls:?}");
     let notes = w.event_notes().await;
@@ -674,7 +692,8 @@ async fn lagging_reads_leave_no_orphaned_or_duplicate_key() {
             .unwrap();
     }
     w.wait_users_ready(USERS, Duration::from_secs(120)).await;
-    tokio::time::sleep(LAG * 4).await;
+    w.touch_all(USERS, "2").await;
+    tokio::time::sleep(LAG * 2).await;
     let calls = w.emu.calls().await;
     println!("after rotating: {calls:?}");
     assert_eq!(
