@@ -371,20 +371,24 @@ fn users_manifest(ns: &str, prefix: &str, n: usize, groups: usize, key: bool) ->
     m
 }
 
-/// Adaptive retry under an account-wide rate limit: 10 writes/s and 20 reads/s (bursts of
-/// the same size), and 80 users in 4 groups with a policy each, applied at once. The
+/// Adaptive retry under an account-wide rate limit: 4 writes/s and 8 reads/s (bursts of
+/// the same size), and 40 users in 4 groups with a policy each, applied at once. The
 /// emulator's token bucket caps what it accepts whatever the client does, so the check is
-/// on the client: after a warm-up of 5 s, the share of requests refused as throttled must
-/// fall (second half of the run at most half the share of the warm-up, and under 25 %),
-/// i.e. the operator slows down to the limit instead of hammering it; every throttled
-/// attempt shows in `iam_operator_iam_calls_total{outcome="throttled"}`.
+/// on the client: after a warm-up of 5 s, the share of requests refused as throttled stays
+/// under 10 %, in the second half of the run too, and does not rise above the warm-up's
+/// (by more than 2 points), i.e. the operator slows down to the limit instead of hammering
+/// it; every throttled attempt shows in `iam_operator_iam_calls_total{outcome="throttled"}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adaptive_retry_settles_under_the_rate_limit() {
-    const USERS: usize = 80;
+    const USERS: usize = 40;
+    // Well below what the operator asks for unthrottled (about 10 writes/s and 20
+    // reads/s here), so the limit binds for the whole run.
+    const WRITES: u64 = 4;
+    const READS: u64 = 8;
     let started = Instant::now();
     let mut w = World::new(
         "faults-rate",
-        json!({"rateLimit": {"writes": {"rate": 10, "burst": 10}, "reads": {"rate": 20, "burst": 20}}}),
+        json!({"rateLimit": {"writes": {"rate": WRITES, "burst": WRITES}, "reads": {"rate": READS, "burst": READS}}}),
     )
     .await;
     w.start(&[]);
@@ -397,7 +401,7 @@ async fn adaptive_retry_settles_under_the_rate_limit() {
     let rate = control(&w.emu, reqwest::Method::GET, "/_emulator/rate", None).await;
     let metrics = w.op.as_ref().unwrap().metrics().expect("metrics");
     let (table, rows) = rate_table(&rate);
-    println!("per-second IAM requests (limit: 10 writes/s, 20 reads/s):\n{table}");
+    println!("per-second IAM requests (limit: {WRITES} writes/s, {READS} reads/s):\n{table}");
     println!("totals: {}", rate["totals"]);
     // The active period: from the first to the last second with a request.
     let first = rows.iter().position(|r| r.iter().sum::<u64>() > 0).unwrap();
@@ -429,11 +433,20 @@ async fn adaptive_retry_settles_under_the_rate_limit() {
     );
     // Accepted requests never exceed the limit (bucket: burst + rate per second).
     for (i, r) in later.iter().enumerate() {
-        assert!(r[0] <= 10 + 10 && r[2] <= 20 + 20, "second {i}: {r:?}");
+        assert!(r[0] <= 2 * WRITES && r[2] <= 2 * READS, "second {i}: {r:?}");
     }
+    let mean = |col: usize| later.iter().map(|r| r[col]).sum::<u64>() as f64 / later.len() as f64;
+    println!(
+        "accepted after warm-up: {:.1} writes/s (limit {WRITES}), {:.1} reads/s (limit {READS})",
+        mean(0),
+        mean(2)
+    );
+    // With the SDK's standard retry instead, this run measured 31 % after the warm-up and
+    // 29 % in the second half: each caller retries on its own schedule and keeps hitting
+    // the limit. Adaptive retry measured 4.8 % and 3.9 %.
     assert!(
-        second_half <= warm / 2.0 && after_warm < 0.25,
-        "the throttled share must fall after the warm-up: warm-up {warm:.3}, after {after_warm:.3}, second half {second_half:.3}"
+        after_warm < 0.10 && second_half < 0.10 && second_half <= warm + 0.02,
+        "the throttled share must stay low and not rise after the warm-up: warm-up {warm:.3}, after {after_warm:.3}, second half {second_half:.3}"
     );
     // Every throttled attempt (SDK retries included) is counted by the operator.
     let throttled_served = rate["totals"]["throttledReads"].as_u64().unwrap()
