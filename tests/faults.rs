@@ -641,31 +641,39 @@ async fn twenty_percent_faults_converge_without_duplicates_orphans_or_flapping()
     w.finish().await;
 }
 
-/// A `CreatePolicy` whose response is lost is retried by the SDK and answered
-/// `EntityAlreadyExists`, about the policy its own first attempt created: the policy becomes
-/// Ready (it was once taken for a name conflict at another path, and left Stalled).
+/// A `CreatePolicy` or `CreateGroup` whose response is lost is retried by the SDK and
+/// answered `EntityAlreadyExists`, about the entity its own first attempt created: both
+/// become Ready (they were once taken for name conflicts, and left Stalled).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_create_policy_response_is_not_a_name_conflict() {
-    let mut w = World::new("faults-policy", json!({})).await;
-    let rule = json!({"action": "CreatePolicy", "drop": "close", "count": 1});
+async fn a_lost_create_response_is_not_a_name_conflict() {
+    let mut w = World::new("faults-create", json!({})).await;
+    let rules = json!([
+        {"action": "CreatePolicy", "drop": "close", "count": 1},
+        {"action": "CreateGroup", "drop": "close", "count": 1},
+    ]);
     control(
         &w.emu,
         reqwest::Method::POST,
         "/_emulator/faults",
-        Some(rule),
+        Some(rules),
     )
     .await;
     w.start(&[]);
     let ns = w.ns.clone();
     w.apply(&format!(
-        "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamPolicy\nmetadata: {{name: p, namespace: {ns}}}\nspec:\n  policyName: {ns}-p\n  document: {{Version: '2012-10-17', Statement: [{{Effect: Allow, Action: 's3:GetObject', Resource: '*'}}]}}\n"
+        "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamPolicy\nmetadata: {{name: p, namespace: {ns}}}\nspec:\n  policyName: {ns}-p\n  document: {{Version: '2012-10-17', Statement: [{{Effect: Allow, Action: 's3:GetObject', Resource: '*'}}]}}\n---\napiVersion: iam.kubeop.dev/v1alpha1\nkind: IamGroup\nmetadata: {{name: g, namespace: {ns}}}\nspec:\n  groupName: {ns}-g\n"
     ));
     let policies: Api<IamPolicy> = Api::namespaced(w.client.clone(), &ns);
-    eventually("IamPolicy p Ready", Duration::from_secs(60), || async {
-        let p = policies.get("p").await.ok()?;
-        let conditions = p.conditions();
-        ready(&p, &conditions).then_some(())
-    })
+    let groups: Api<IamGroup> = Api::namespaced(w.client.clone(), &ns);
+    eventually(
+        "IamPolicy p and IamGroup g Ready",
+        Duration::from_secs(60),
+        || async {
+            let p = policies.get("p").await.ok()?;
+            let g = groups.get("g").await.ok()?;
+            (ready(&p, &p.conditions()) && ready(&g, &g.conditions())).then_some(())
+        },
+    )
     .await;
     let calls = w.emu.calls().await;
     println!("{calls:?}");
@@ -674,8 +682,13 @@ async fn a_lost_create_policy_response_is_not_a_name_conflict() {
         Some(&2),
         "the lost attempt and its retry"
     );
+    assert_eq!(
+        calls.get("CreateGroup"),
+        Some(&2),
+        "the lost attempt and its retry"
+    );
     let faults = control(&w.emu, reqwest::Method::GET, "/_emulator/faults", None).await;
-    assert_eq!(faults["faults"], json!([]), "the response was dropped");
+    assert_eq!(faults["faults"], json!([]), "the responses were dropped");
     w.finish().await;
 }
 
