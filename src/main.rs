@@ -121,6 +121,17 @@ struct Args {
         default_value = "2s"
     )]
     leader_election_retry_period: kube::core::Duration,
+    /// Attempts per IAM request (the first included), spaced by the AWS SDK's adaptive
+    /// retry: exponential backoff with jitter, plus a client-side rate limiter that slows
+    /// every request down when IAM answers `Throttling`. `CreateAccessKey` is always
+    /// attempted once (the credential protocol recovers a lost response itself).
+    #[arg(
+        long,
+        env = "IAM_OPERATOR_IAM_MAX_ATTEMPTS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=20)
+    )]
+    iam_max_attempts: u32,
     /// Log format.
     #[arg(
         long,
@@ -262,7 +273,20 @@ async fn start(mut args: Args) -> Result<(), String> {
     let elector = args
         .leader_elect
         .then(|| Elector::new(client.clone(), lease_config));
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // Adaptive retry: IAM's request rate is account-wide, so a throttled operator must
+    // slow down as a whole, not only retry the request that was refused; the SDK's
+    // client-side rate limiter (shared by every IAM client in this process) backs off
+    // multiplicatively on `Throttling` and grows back slowly. Five attempts (not the SDK's
+    // default three) carry a call through a burst of throttling or a 20 % fault rate with
+    // backoffs of about 1 + 2 + 4 + 8 s at most, before the reconcile itself fails and is
+    // requeued: a failed reconcile costs its earlier calls again, a retried attempt only
+    // itself.
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(
+            aws_config::retry::RetryConfig::adaptive().with_max_attempts(args.iam_max_attempts),
+        )
+        .load()
+        .await;
     // A replica that lost the lease writes nothing more to IAM, even before it exits: every
     // IAM client, the tenants' assumed roles included, is fenced by the lease.
     let guard = elector.as_ref().map(|e| e.guard());

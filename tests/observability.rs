@@ -393,9 +393,10 @@ spec:
         Some(("False".into(), "NameConflict".into()))
     );
 
-    // IAM throttles the next five CreateUser attempts: more than the SDK retries in one
-    // reconcile, so a reconcile fails with Throttled and a later one succeeds.
-    const THROTTLED: u32 = 5;
+    // IAM throttles the next six CreateUser attempts: more than the SDK's five attempts in
+    // one reconcile (`--iam-max-attempts`), so a reconcile fails with Throttled and a later
+    // one succeeds.
+    const THROTTLED: u32 = 6;
     emulator
         .fail("CreateUser", "Throttling", 400, THROTTLED)
         .await;

@@ -373,7 +373,9 @@ async fn iam_calls_are_counted_by_operation_and_outcome() {
         "{text}"
     );
     assert!(
-        text.contains(r#"iam_operator_iam_calls_total{operation="GetGroup",outcome="not_found"} 1"#),
+        text.contains(
+            r#"iam_operator_iam_calls_total{operation="GetGroup",outcome="not_found"} 1"#
+        ),
         "{text}"
     );
 }

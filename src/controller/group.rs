@@ -4,7 +4,7 @@ use super::tenancy::Tenancy;
 use super::{Engine, Reason, Synced, adopt_requested, check_adopted_path, permissions};
 use crate::api::{DeletionPolicy, IamGroup, IamGroupStatus};
 use crate::error::{Error, Result};
-use crate::iam::{GroupInfo, Principal, gone, optional};
+use crate::iam::{GroupInfo, IamError, Principal, gone, optional};
 use crate::k8s::Journal;
 use crate::limits::InlineOwner;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -92,7 +92,20 @@ pub async fn reconcile(
             // CreateGroup leaves a group this resource still recognises as its own.
             status.creating_since = Some(Time(Timestamp::now()));
             journal.record(status).await?;
-            let info = engine.iam.create_group(&name, &obj.spec.path).await?;
+            let info = engine
+                .iam
+                .create_group(&name, &obj.spec.path)
+                .await
+                .map_err(|e| match e {
+                    // It did not exist when observed: created since, most likely by this
+                    // very call, retried by the SDK after a lost response. The intent just
+                    // recorded lets the next reconcile recognise it; a group someone else
+                    // created meanwhile is refused there as a name conflict.
+                    IamError::AlreadyExists(m) => Error::Iam(IamError::Transient(format!(
+                        "IAM group {name} was created while this reconcile ran ({m}); checking whose it is"
+                    ))),
+                    other => other.into(),
+                })?;
             crate::failpoint::hit("after-create-group");
             synced.note(Reason::Created, format!("Created IAM group {name}"));
             info

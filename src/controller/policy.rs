@@ -77,7 +77,7 @@ pub async fn reconcile(
     let info = match observe(engine, Some(tenancy), obj, status).await? {
         Some(info) => info,
         None => {
-            let created = engine
+            let created = match engine
                 .iam
                 .create_policy(
                     &name,
@@ -87,15 +87,31 @@ pub async fn reconcile(
                     &tags,
                 )
                 .await
-                .map_err(|e| match e {
-                    IamError::AlreadyExists(_) => Error::NameConflict(format!(
-                        "an IAM policy named {name} already exists at another path; choose another name"
-                    )),
-                    IamError::MalformedPolicy(m) => {
-                        Error::InvalidSpec(format!("IAM rejected spec.document: {m}"))
-                    }
-                    other => other.into(),
-                })?;
+            {
+                Ok(created) => created,
+                // It did not exist when observed. At this very ARN it was created since,
+                // most likely by this call's own first attempt, retried by the SDK after
+                // a lost response: the next reconcile observes it and decides from its
+                // tags whose it is. Only a policy of this name elsewhere is a conflict.
+                Err(IamError::AlreadyExists(m)) => {
+                    let (account, partition) = engine.account().await?;
+                    let arn = policy_arn(&partition, &account, &obj.spec.path, &name);
+                    return Err(match optional(engine.iam.get_policy(&arn).await)? {
+                        Some(_) => Error::Iam(IamError::Transient(format!(
+                            "IAM policy {name} was created while this reconcile ran ({m}); checking whose it is"
+                        ))),
+                        None => Error::NameConflict(format!(
+                            "an IAM policy named {name} already exists at another path; choose another name"
+                        )),
+                    });
+                }
+                Err(IamError::MalformedPolicy(m)) => {
+                    return Err(Error::InvalidSpec(format!(
+                        "IAM rejected spec.document: {m}"
+                    )));
+                }
+                Err(other) => return Err(other.into()),
+            };
             synced.note(Reason::Created, format!("Created IAM policy {name}"));
             record(status, &created);
             return Ok(synced);

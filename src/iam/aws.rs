@@ -1004,8 +1004,10 @@ impl Iam for AwsIam {
             .create_access_key()
             .user_name(user)
             .customize()
+            // Adaptive, as every other call: it waits for the client-side rate limiter
+            // like the rest, it just never retries.
             .config_override(aws_sdk_iam::config::Config::builder().retry_config(
-                aws_sdk_iam::config::retry::RetryConfig::standard().with_max_attempts(1),
+                aws_sdk_iam::config::retry::RetryConfig::adaptive().with_max_attempts(1),
             ))
             .send()
             .await

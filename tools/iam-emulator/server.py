@@ -35,6 +35,7 @@ import io
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -76,7 +77,17 @@ class Fault:
     def __init__(self, spec: Any) -> None:
         if not isinstance(spec, dict):
             raise FaultError("a fault is a JSON object")
-        unknown = set(spec) - {"action", "code", "status", "message", "count", "drop", "delay_ms"}
+        unknown = set(spec) - {
+            "action",
+            "code",
+            "status",
+            "message",
+            "count",
+            "drop",
+            "delay_ms",
+            "probability",
+            "seed",
+        }
         if unknown:
             raise FaultError(f"unknown fault fields: {sorted(unknown)}")
         action = spec.get("action")
@@ -108,20 +119,50 @@ class Fault:
         self.count = int(spec.get("count", 1))
         if self.count == 0 or self.count < -1:
             raise FaultError('"count" is a positive number, or -1 for "until cleared"')
+        # A rule with a probability applies to that share of the matching requests (drawn
+        # per request, reproducibly with "seed"); the others pass it by, to the next rule.
+        # Several such rules mix faults in chosen proportions at a chosen overall rate.
+        probability = spec.get("probability", 1)
+        if (
+            isinstance(probability, bool)
+            or not isinstance(probability, (int, float))
+            or not 0 < probability <= 1
+        ):
+            raise FaultError('"probability" is a number in (0, 1]')
+        self.probability = float(probability)
+        seed = spec.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, str))):
+            raise FaultError('"seed" is an integer or a string')
+        self.seed = seed
+        self.random = random.Random(seed)
+        self.hits = 0
         self.id = Fault._next_id
         Fault._next_id += 1
 
     def matches(self, action: str) -> bool:
         return self.count != 0 and self.action in ("*", action)
 
+    def fires(self) -> bool:
+        """Whether the rule applies to this matching request (the caller holds the lock)."""
+        return self.probability >= 1 or self.random.random() < self.probability
+
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "action": self.action, "count": self.count}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "action": self.action,
+            "count": self.count,
+            "hits": self.hits,
+        }
         if self.code:
             out.update(code=self.code, status=self.status, message=self.message)
         if self.drop:
             out["drop"] = self.drop
         if self.delay_ms:
             out["delay_ms"] = self.delay_ms
+        if self.probability < 1:
+            out["probability"] = self.probability
+        if self.seed is not None:
+            out["seed"] = self.seed
         return out
 
 
@@ -147,7 +188,8 @@ class Controls:
             if service != "iam":
                 return None
             for fault in self.faults:
-                if fault.matches(action):
+                if fault.matches(action) and fault.fires():
+                    fault.hits += 1
                     if fault.count > 0:
                         fault.count -= 1
                     if fault.count == 0:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from typing import Any, Iterator
 
 import boto3
@@ -974,6 +975,55 @@ def test_fault_delay_and_validation(emu: Emulator, iam: Any) -> None:
         {"action": "X", "bogus": 1},
     ]:
         assert emu.control("POST", "/_emulator/faults", bad)[0] == 400
+
+
+def test_fault_probability_mixes_faults_at_a_chosen_rate(emu: Emulator, iam: Any) -> None:
+    # 20 % of GetUser calls fail: half throttled, half 5xx (the second rule sees only
+    # what the first let through, hence 0.1 / 0.9). Seeded: the same draws every run.
+    rules = [
+        {"action": "GetUser", "code": "Throttling", "count": -1, "probability": 0.1, "seed": 1},
+        {
+            "action": "GetUser",
+            "code": "ServiceFailure",
+            "count": -1,
+            "probability": 0.1 / 0.9,
+            "seed": 2,
+        },
+    ]
+    status, described = emu.control("POST", "/_emulator/faults", rules)
+    assert status == 200 and described[0]["probability"] == 0.1 and described[0]["hits"] == 0
+    iam.create_user(UserName="u")
+    codes: Counter[str] = Counter()
+    n = 1000
+    for _ in range(n):
+        try:
+            iam.get_user(UserName="u")
+            codes["ok"] += 1
+        except ClientError as err:
+            codes[err.response["Error"]["Code"]] += 1
+    # Binomial: 1000 draws at 10 %, σ ≈ 9.5; 5σ bounds never fail by chance.
+    assert 50 <= codes["Throttling"] <= 150, codes
+    assert 50 <= codes["ServiceFailure"] <= 150, codes
+    hits = {r["code"]: r["hits"] for r in emu.control("GET", "/_emulator/faults")[1]["faults"]}
+    assert hits == {"Throttling": codes["Throttling"], "ServiceFailure": codes["ServiceFailure"]}
+    # A count bounds the probabilistic rule too; a bad probability or seed is refused.
+    emu.control("DELETE", "/_emulator/faults")
+    emu.control(
+        "POST", "/_emulator/faults", {"action": "GetUser", "code": "Throttling", "count": 3,
+                                      "probability": 0.5}
+    )
+    failed = 0
+    for _ in range(200):
+        try:
+            iam.get_user(UserName="u")
+        except ClientError:
+            failed += 1
+    assert failed == 3 and emu.control("GET", "/_emulator/faults") == (200, {"faults": []})
+    for bad in [0, 1.5, -0.1, "0.5", True]:
+        rule = {"action": "X", "code": "Y", "probability": bad}
+        assert emu.control("POST", "/_emulator/faults", rule)[0] == 400
+    rule = {"action": "X", "code": "Y", "probability": 0.5, "seed": 1.5}
+    assert emu.control("POST", "/_emulator/faults", rule)[0] == 400
 
 
 # ---------------------------------------------------------------- call counts and reset

@@ -40,6 +40,45 @@ use std::time::Duration;
 /// not show yet.
 const SWEEP_AFTER: Duration = Duration::from_secs(30);
 
+/// How long after its creation the published key may still be missing from IAM's listings:
+/// IAM's reads lag its writes (seconds in practice), so `ListAccessKeys` right after a
+/// `CreateAccessKey` may not show the new key yet.
+const LISTING_LAG: Duration = Duration::from_secs(30);
+
+/// The keys as IAM lists them, plus the published key when the listing does not show it
+/// yet: created by this resource less than [`LISTING_LAG`] ago, and still in the Secret. Without
+/// it, a lagging listing would make the new key look deleted out of band, and the protocol
+/// would publish yet another key and report a revocation that never happened. Also returns
+/// when to look again, so a key really deleted that early is still found out.
+pub fn with_unlisted_published(
+    listed: Vec<AccessKeyInfo>,
+    status: &AccessKeyStatus,
+    secret_key_id: Option<&str>,
+    now: Timestamp,
+) -> (Vec<AccessKeyInfo>, Option<Duration>) {
+    let (Some(id), Some(created)) = (status.access_key_id.as_deref(), &status.created_at) else {
+        return (listed, None);
+    };
+    let age = now.duration_since(created.0);
+    let recent = SignedDuration::try_from(LISTING_LAG).is_ok_and(|lag| age < lag);
+    if !recent
+        || status.creating_since.is_some()
+        || secret_key_id != Some(id)
+        || listed.iter().any(|k| k.id == id)
+    {
+        return (listed, None);
+    }
+    let mut keys = listed;
+    keys.push(AccessKeyInfo {
+        id: id.to_string(),
+        // A key is created Active; only the operator deactivates its own keys, and it
+        // never does so to the published one.
+        status: KeyStatus::Active,
+        created: created.0,
+    });
+    (keys, Some(until(now, after(created.0, LISTING_LAG))))
+}
+
 /// The timing of rotation, checked as admission does (for objects admitted before the
 /// schema had these rules).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -329,9 +368,17 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
     let secret_key_id = secret
         .as_ref()
         .and_then(|s| s.data.get(KEY_SECRET_DATA[0]).map(str::to_string));
-    let keys = iam.list_access_keys(user).await?;
     let token = obj.annotations().get(ROTATE_KEY_ANNOTATION).cloned();
     let now = Timestamp::now();
+    let (keys, look_again) = with_unlisted_published(
+        iam.list_access_keys(user).await?,
+        &st,
+        secret_key_id.as_deref(),
+        now,
+    );
+    if let Some(after) = look_again {
+        synced.requeue_within(after);
+    }
 
     // Plan.
     let plan = plan(&KeyFacts {
@@ -632,6 +679,32 @@ mod tests {
         let keys = [key("NEW", 500), key("SAME", 500)];
         let p = plan(&facts(&keys, &st, Some("NEW")));
         assert_eq!(p.unmanaged, ids(&["SAME"]));
+    }
+
+    #[test]
+    fn a_new_key_a_lagging_listing_does_not_show_yet_is_neither_vanished_nor_replaced() {
+        // NEW was published 2 s ago; IAM's listing still shows only the key before it.
+        let st = AccessKeyStatus {
+            keys_before_creation: Some(vec![]),
+            created_at: at(9_998),
+            ..published("NEW")
+        };
+        let now = Timestamp::from_second(10_000).unwrap();
+        let (keys, again) = with_unlisted_published(vec![], &st, Some("NEW"), now);
+        let p = plan(&facts(&keys, &st, Some("NEW")));
+        assert_eq!(p.live.as_deref(), Some("NEW"));
+        assert!(p.vanished.is_none() && p.create.is_none(), "{p:?}");
+        assert_eq!(again, Some(Duration::from_secs(28)));
+        // Long after its creation, a key IAM does not list was deleted out of band.
+        let now = Timestamp::from_second(10_100).unwrap();
+        let (keys, again) = with_unlisted_published(vec![], &st, Some("NEW"), now);
+        assert!(keys.is_empty() && again.is_none());
+        let p = plan(&facts(&keys, &st, Some("NEW")));
+        assert_eq!(p.vanished.as_deref(), Some("NEW"));
+        // A Secret that no longer holds it: lost, whatever the listing says.
+        let now = Timestamp::from_second(10_000).unwrap();
+        let (keys, _) = with_unlisted_published(vec![], &st, Some("OTHER"), now);
+        assert!(keys.is_empty());
     }
 
     #[test]
