@@ -29,9 +29,9 @@ use support::cluster::{ControlPlane, Operator};
 use support::invariants::{self, Deleted, Expect};
 
 /// Round trip of every IAM request while the operator is being killed.
-const LATENCY: Duration = Duration::from_millis(400);
+const LATENCY: Duration = Duration::from_millis(600);
 /// Between the two reads of the write count.
-const WINDOW: Duration = Duration::from_millis(100);
+const WINDOW: Duration = Duration::from_millis(450);
 const CONVERGE: Duration = Duration::from_secs(240);
 const BASE_POLICIES: usize = 4;
 const GROUPS: usize = 3;
