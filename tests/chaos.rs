@@ -451,3 +451,249 @@ async fn random_kills_during_create_update_rotate_delete_converge_to_the_specs()
     drop(op);
     cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+/// Each check of `support::invariants` catches the breakage it is about: a converged
+/// namespace is broken one way at a time behind the (stopped) operator's back, and the
+/// violation must be reported, then repaired before the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_invariants_catch_each_kind_of_breakage() {
+    let cp = ControlPlane::shared();
+    let ns = cp.namespace("invariants");
+    let client = cp.client().await;
+    let (emu, creds) = invariants::authenticated_emulator(1).await;
+    let admin = creds[0].clone();
+    let iam = aws_sdk_iam::Client::new(&invariants::signed_config(&emu.url, &admin));
+    let envs = [
+        ("AWS_ACCESS_KEY_ID", admin.0.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", admin.1.as_str()),
+    ];
+    let args = ["--watch-namespace", ns.as_str()];
+    let mut chaos = Chaos {
+        client: client.clone(),
+        ns: ns.clone(),
+        rng: StdRng::seed_from_u64(7),
+        users: Vec::new(),
+        temps: Vec::new(),
+        next: 0,
+        deleted: Vec::new(),
+        ops: Default::default(),
+    };
+    for i in 0..BASE_POLICIES {
+        chaos.policy(&format!("p{i}"), false).await;
+    }
+    for i in 0..GROUPS {
+        chaos.group(&format!("g{i}")).await;
+    }
+    // u0 with a group and a policy; u1 deleted (its IAM user goes); u2 deleted, retained.
+    let fixed = |retain: bool| {
+        let mut spec = json!({"groups": [{"groupRef": {"name": "g0"}}],
+            "policies": [{"policyRef": {"name": "p0"}}],
+            "inlinePolicies": [{"name": "own", "document": doc("s3:GetObject")}],
+            "accessKey": {"enabled": true}});
+        if retain {
+            spec["deletionPolicy"] = json!("Retain");
+        }
+        spec
+    };
+    let users: Api<IamUser> = Api::namespaced(client.clone(), &ns);
+    for (name, retain) in [("u0", false), ("u1", false), ("u2", true)] {
+        let obj = json!({"apiVersion": "iam.kubeop.dev/v1alpha1", "kind": "IamUser",
+            "metadata": {"name": name}, "spec": fixed(retain)});
+        users
+            .patch(name, &Chaos::ssa(), &Patch::Apply(&obj))
+            .await
+            .unwrap();
+    }
+    let mut op = Operator::start(cp, &emu.url, &args, &envs);
+    let check = |deleted: Vec<Deleted>| {
+        let (client, ns, iam, url) = (client.clone(), ns.clone(), iam.clone(), emu.url.clone());
+        async move {
+            Expect {
+                client: &client,
+                ns: &ns,
+                iam: &iam,
+                emulator_url: &url,
+                authenticated: true,
+                deleted: &deleted,
+            }
+            .violations()
+            .await
+        }
+    };
+    let converged = |deleted: Vec<Deleted>| {
+        let check = check.clone();
+        async move {
+            let started = Instant::now();
+            loop {
+                let v = check(deleted.clone()).await;
+                if v.is_empty() {
+                    return;
+                }
+                assert!(started.elapsed() < CONVERGE, "not converged: {v:?}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    converged(Vec::new()).await;
+    let d1 = chaos.delete_user("u1").await;
+    let d2 = chaos.delete_user("u2").await;
+    let deleted = vec![d1, d2];
+    converged(deleted.clone()).await;
+    op.stop();
+
+    /// Asserts that the invariants report a violation containing `needle`.
+    async fn caught<F: Future<Output = Vec<String>>>(what: &str, v: F, needle: &str) {
+        let v = v.await;
+        assert!(
+            v.iter().any(|m| m.contains(needle)),
+            "{what}: not caught (wanted {needle:?}): {v:?}"
+        );
+        println!("invariants: {what}: caught ({})", v.join("; "));
+    }
+    use std::future::Future;
+
+    // A third key, one not published.
+    let extra = iam
+        .create_access_key()
+        .user_name("u0")
+        .send()
+        .await
+        .unwrap();
+    let extra = extra.access_key().unwrap().access_key_id().to_string();
+    caught("unpublished key", check(deleted.clone()), "!= published").await;
+    iam.delete_access_key()
+        .user_name("u0")
+        .access_key_id(&extra)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check(deleted.clone()).await, Vec::<String>::new());
+
+    // A published key that does not sign (its secret garbled in the Secret).
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let good = secrets.get("u0-aws-credentials").await.unwrap();
+    let bad = json!({"stringData": {"AWS_SECRET_ACCESS_KEY": "garbled"}});
+    secrets
+        .patch(
+            "u0-aws-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(&bad),
+        )
+        .await
+        .unwrap();
+    caught("unusable credential", check(deleted.clone()), "do not sign").await;
+    let restore = json!({"data": good.data});
+    secrets
+        .patch(
+            "u0-aws-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(&restore),
+        )
+        .await
+        .unwrap();
+    assert_eq!(check(deleted.clone()).await, Vec::<String>::new());
+
+    // Membership, attachment and inline policy changed out of band.
+    iam.remove_user_from_group()
+        .user_name("u0")
+        .group_name("g0")
+        .send()
+        .await
+        .unwrap();
+    caught("lost membership", check(deleted.clone()), "groups").await;
+    iam.add_user_to_group()
+        .user_name("u0")
+        .group_name("g0")
+        .send()
+        .await
+        .unwrap();
+    let p0 = format!("arn:aws:iam::{}:policy/p0", invariants::ACCOUNT);
+    iam.detach_user_policy()
+        .user_name("u0")
+        .policy_arn(&p0)
+        .send()
+        .await
+        .unwrap();
+    caught("detached policy", check(deleted.clone()), "attached").await;
+    iam.attach_user_policy()
+        .user_name("u0")
+        .policy_arn(&p0)
+        .send()
+        .await
+        .unwrap();
+    let put_inline = |action: &'static str| {
+        let iam = iam.clone();
+        async move {
+            iam.put_user_policy()
+                .user_name("u0")
+                .policy_name("own")
+                .policy_document(doc(action).to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put_inline("s3:PutObject").await;
+    caught("edited inline policy", check(deleted.clone()), "inline").await;
+    put_inline("s3:GetObject").await;
+    assert_eq!(check(deleted.clone()).await, Vec::<String>::new());
+
+    // An IAM entity nobody asked for; a deleted one back; a retained one gone.
+    iam.create_user().user_name("stray").send().await.unwrap();
+    caught("stray user", check(deleted.clone()), "stray").await;
+    iam.delete_user().user_name("stray").send().await.unwrap();
+    iam.create_user().user_name("u1").send().await.unwrap();
+    caught("deleted user still in IAM", check(deleted.clone()), "u1").await;
+    iam.delete_user().user_name("u1").send().await.unwrap();
+    let mut forgot = deleted.clone();
+    forgot[1].retained = false;
+    caught("retained user counted as deleted", check(forgot), "u2").await;
+    assert_eq!(check(deleted.clone()).await, Vec::<String>::new());
+
+    // A policy document changed out of band.
+    iam.create_policy_version()
+        .policy_arn(&p0)
+        .policy_document(doc("iam:PassRole").to_string())
+        .set_as_default(true)
+        .send()
+        .await
+        .unwrap();
+    caught(
+        "changed policy document",
+        check(deleted.clone()),
+        "IAM document",
+    )
+    .await;
+
+    // A finalizer stuck on a deleted object.
+    let hold =
+        json!({"metadata": {"finalizers": ["iam.kubeop.dev/finalizer", "test.kubeop.dev/hold"]}});
+    users
+        .patch("u0", &PatchParams::default(), &Patch::Merge(&hold))
+        .await
+        .unwrap();
+    users.delete("u0", &Default::default()).await.unwrap();
+    caught(
+        "finalizer stuck",
+        check(deleted.clone()),
+        "still terminating",
+    )
+    .await;
+    let release = json!({"metadata": {"finalizers": ["iam.kubeop.dev/finalizer"]}});
+    users
+        .patch("u0", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .unwrap();
+    // The operator finishes the deletion and repairs the policy document.
+    let op = Operator::start(cp, &emu.url, &args, &envs);
+    let mut all = deleted.clone();
+    all.push(Deleted {
+        kind: "IamUser",
+        iam_name: "u0".into(),
+        retained: false,
+        created: true,
+    });
+    converged(all).await;
+    drop(op);
+    cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
