@@ -520,18 +520,15 @@ async fn the_invariants_catch_each_kind_of_breakage() {
             .await
         }
     };
-    let converged = |deleted: Vec<Deleted>| {
-        let check = check.clone();
-        async move {
-            let started = Instant::now();
-            loop {
-                let v = check(deleted.clone()).await;
-                if v.is_empty() {
-                    return;
-                }
-                assert!(started.elapsed() < CONVERGE, "not converged: {v:?}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+    let converged = |deleted: Vec<Deleted>| async move {
+        let started = Instant::now();
+        loop {
+            let v = check(deleted.clone()).await;
+            if v.is_empty() {
+                return;
             }
+            assert!(started.elapsed() < CONVERGE, "not converged: {v:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     };
     converged(Vec::new()).await;

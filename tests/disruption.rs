@@ -203,15 +203,6 @@ async fn the_operator_resumes_its_watches_after_a_control_plane_restart() {
     let client = rcp.cp.client().await;
     let users: Api<IamUser> = Api::namespaced(client.clone(), &ns);
     let changed = Instant::now();
-    {
-        let log = op.log.clone();
-        std::thread::spawn(move || {
-            loop {
-                let _ = std::fs::copy(&log, "/tmp/cpr-full.log");
-                std::thread::sleep(Duration::from_secs(3));
-            }
-        });
-    }
     apply(&client, &ns, "IamUser", "after", user_spec(1)).await;
     apply(
         &client,

@@ -391,7 +391,7 @@ pub fn tail(text: &str, lines: usize) -> String {
 /// connections are closed at once, as a refused connection would be.
 pub struct Relay {
     pub addr: std::net::SocketAddr,
-    upstream: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    upstream: std::sync::Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
 }
 
 impl Relay {
@@ -399,12 +399,15 @@ impl Relay {
         use std::net::{TcpListener, TcpStream};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let upstream = std::sync::Arc::new(std::sync::Mutex::new(upstream));
+        let upstream = std::sync::Arc::new(std::sync::Mutex::new(Some(upstream)));
         let target = upstream.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                let to = *target.lock().unwrap();
+                // No upstream: the connection is closed at once, as a refused one.
+                let Some(to) = *target.lock().unwrap() else {
+                    continue;
+                };
                 std::thread::spawn(move || {
                     let Ok(server) = TcpStream::connect(to) else {
                         return;
@@ -418,7 +421,10 @@ impl Relay {
         Relay { addr, upstream }
     }
 
-    pub fn point_to(&self, upstream: std::net::SocketAddr) {
+    /// From now on new connections go to `upstream`, or are refused (closed at once).
+    /// Refusing while the control plane is down matters: its old port may be reused by
+    /// another listener when it restarts, one that never answers TLS.
+    pub fn point_to(&self, upstream: Option<std::net::SocketAddr>) {
         *self.upstream.lock().unwrap() = upstream;
     }
 }
@@ -497,7 +503,10 @@ impl RestartableControlPlane {
         let data = dir.join("data");
         let mut child = spawn_tied(
             &tool("control-plane"),
-            &["--data-dir", data.to_str().unwrap()],
+            // With fsync off (the default, for speed) etcd may come back with its last
+            // writes missing and reuse their revisions: watchers resuming from a revision
+            // they saw would then skip the new writes. A real control plane keeps them.
+            &["--data-dir", data.to_str().unwrap(), "--etcd-fsync"],
             &[],
             Stdio::piped(),
         );
@@ -526,6 +535,7 @@ impl RestartableControlPlane {
     /// Stops etcd, kube-apiserver and kube-controller-manager (SIGTERM) and waits for them.
     pub fn stop(&mut self) {
         assert!(self.running, "the control plane is not running");
+        self.relay.point_to(None);
         drop(self.cp._child.stdin.take());
         let status = self.cp._child.wait().unwrap();
         assert!(status.success(), "the control plane exited with {status}");
@@ -536,7 +546,7 @@ impl RestartableControlPlane {
     pub fn restart(&mut self) {
         assert!(!self.running, "the control plane is running");
         let (child, admin) = Self::launch(self.dir.path());
-        self.relay.point_to(api_server(&admin));
+        self.relay.point_to(Some(api_server(&admin)));
         self.cp._child = child;
         self.running = true;
     }
