@@ -114,12 +114,19 @@ async fn ready_users(users: &Api<IamUser>) -> BTreeSet<String> {
 }
 
 const USERS: usize = 30;
-/// How soon after a control-plane restart a change must be reconciled. kube-runtime's
-/// watcher backoff (800 ms doubling to 30 s, with jitter up to twice that, reset after
-/// 120 s without errors) grows through the outage, and every watch then pays one more
-/// backoff for its 410 Gone before it relists: up to about two minutes, far below the
-/// operator's resync interval here (1 h), which is what would otherwise pick changes up.
-const WATCH_RESUME: Duration = Duration::from_secs(180);
+/// How soon after a control-plane restart a change must be reconciled: within a minute,
+/// far below the operator's resync interval here (1 h), so only a resumed watch explains
+/// it. kube-runtime's watcher backoff (800 ms doubling to 30 s, with jitter) grows through
+/// the outage, and each watch pays one more backoff for the 410 Gone of its stale
+/// resourceVersion before it relists; that is well under a minute.
+///
+/// Measured on this machine (2 cores, shared): the first change after the restart was
+/// reconciled only after 189 s and 224 s, and not within 240 s with etcd fsync on, while
+/// the watchers were seen relisting within two minutes. The test is ignored until that is
+/// understood and fixed; `--ignored` runs it and prints the figure.
+const WATCH_RESUME: Duration = Duration::from_secs(60);
+/// How long the test waits for the first change to be reconciled, to measure it.
+const WATCH_RESUME_MEASURE: Duration = Duration::from_secs(420);
 
 /// The control plane (etcd, kube-apiserver, kube-controller-manager) is stopped with
 /// SIGTERM while the operator reconciles many objects, and started again on the same data
@@ -127,6 +134,7 @@ const WATCH_RESUME: Duration = Duration::from_secs(180);
 /// it had not finished converge, and changes made after the restart are reconciled within
 /// seconds although its resync interval is an hour, so only a resumed watch can explain it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: after a control-plane restart the operator reconciles a new change only after minutes (see WATCH_RESUME)"]
 async fn the_operator_resumes_its_watches_after_a_control_plane_restart() {
     let mut rcp = RestartableControlPlane::start();
     let ns = rcp.cp.namespace("cp-restart");
@@ -219,7 +227,7 @@ async fn the_operator_resumes_its_watches_after_a_control_plane_restart() {
         .unwrap();
     wait_for(
         "the user created after the restart to be Ready",
-        WATCH_RESUME + Duration::from_secs(60),
+        WATCH_RESUME_MEASURE,
         || async { users.get_opt("after").await.ok().flatten().filter(is_ready) },
     )
     .await;
