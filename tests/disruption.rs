@@ -121,8 +121,9 @@ const USERS: usize = 30;
 /// resourceVersion before it relists; that is well under a minute.
 ///
 /// Measured on this machine (2 cores, shared): the first change after the restart was
-/// reconciled only after 189 s and 224 s, and not within 240 s with etcd fsync on, while
-/// the watchers were seen relisting within two minutes. The test is ignored until that is
+/// reconciled only after 189 s and 224 s (etcd fsync off), 204 s with fsync on (everything
+/// then converged, invariants held, same operator PID), while the watchers were seen
+/// relisting after their 410 Gone within two minutes. The test is ignored until that is
 /// understood and fixed; `--ignored` runs it and prints the figure.
 const WATCH_RESUME: Duration = Duration::from_secs(60);
 /// How long the test waits for the first change to be reconciled, to measure it.
