@@ -384,3 +384,179 @@ pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// A TCP relay in front of an API server whose address may change: a dedicated control
+/// plane picks new ports each time it starts, and the relay keeps one address for the
+/// clients (the operator's kubeconfig points at it). While the upstream is down, new
+/// connections are closed at once, as a refused connection would be.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    upstream: std::sync::Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
+}
+
+impl Relay {
+    pub fn start(upstream: std::net::SocketAddr) -> Relay {
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = std::sync::Arc::new(std::sync::Mutex::new(Some(upstream)));
+        let target = upstream.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                // No upstream: the connection is closed at once, as a refused one.
+                let Some(to) = *target.lock().unwrap() else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let Ok(server) = TcpStream::connect(to) else {
+                        return;
+                    };
+                    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    std::thread::spawn(move || relay_pipe(c2, s2));
+                    relay_pipe(server, client);
+                });
+            }
+        });
+        Relay { addr, upstream }
+    }
+
+    /// From now on new connections go to `upstream`, or are refused (closed at once).
+    /// Refusing while the control plane is down matters: its old port may be reused by
+    /// another listener when it restarts, one that never answers TLS.
+    pub fn point_to(&self, upstream: Option<std::net::SocketAddr>) {
+        *self.upstream.lock().unwrap() = upstream;
+    }
+}
+
+fn relay_pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    // Both directions end together: a closed API server closes the client's connection.
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+/// The API server's address in a kubeconfig.
+pub fn api_server(kubeconfig: &Path) -> std::net::SocketAddr {
+    let config = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let server = config.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.clone())
+        .unwrap();
+    server.strip_prefix("https://").unwrap().parse().unwrap()
+}
+
+/// A control plane of one test alone, which the test can stop (SIGTERM) and start again on
+/// the same data directory (etcd's data, certificates and credentials survive). Clients
+/// reach it through a [`Relay`], so its address stays the same across restarts:
+/// `cp.kubeconfig` is the admin kubeconfig pointed at the relay.
+pub struct RestartableControlPlane {
+    pub cp: ControlPlane,
+    pub relay: Relay,
+    dir: tempfile::TempDir,
+    running: bool,
+}
+
+impl RestartableControlPlane {
+    pub fn start() -> RestartableControlPlane {
+        build_tools();
+        let dir = tempfile::tempdir().unwrap();
+        let (child, admin) = Self::launch(dir.path());
+        let relay = Relay::start(api_server(&admin));
+        let kubeconfig = Self::via_relay(&admin, relay.addr, dir.path());
+        let rcp = RestartableControlPlane {
+            cp: ControlPlane {
+                kubeconfig,
+                _child: child,
+            },
+            relay,
+            dir,
+            running: true,
+        };
+        rcp.cp.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "-f",
+            repo_root().join("crds").to_str().unwrap(),
+        ]);
+        rcp.cp.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ]);
+        rcp
+    }
+
+    fn launch(dir: &Path) -> (Child, PathBuf) {
+        let data = dir.join("data");
+        let mut child = spawn_tied(
+            &tool("control-plane"),
+            // With fsync off (the default, for speed) etcd may come back with its last
+            // writes missing and reuse their revisions: watchers resuming from a revision
+            // they saw would then skip the new writes. A real control plane keeps them.
+            &["--data-dir", data.to_str().unwrap(), "--etcd-fsync"],
+            &[],
+            Stdio::piped(),
+        );
+        let line = first_line_within(child.stdout.take().unwrap(), CONTROL_PLANE_START)
+            .unwrap_or_else(|why| panic!("the control plane did not start: {why}"));
+        let admin = PathBuf::from(
+            line.trim()
+                .strip_prefix("READY ")
+                .unwrap_or_else(|| panic!("control plane did not start: {line:?}")),
+        );
+        (child, admin)
+    }
+
+    fn via_relay(admin: &Path, relay: std::net::SocketAddr, dir: &Path) -> PathBuf {
+        let mut config = kube::config::Kubeconfig::read_from(admin).unwrap();
+        for cluster in &mut config.clusters {
+            if let Some(c) = cluster.cluster.as_mut() {
+                c.server = Some(format!("https://{relay}"));
+            }
+        }
+        let path = dir.join("relay.kubeconfig");
+        std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+        path
+    }
+
+    /// Stops etcd, kube-apiserver and kube-controller-manager (SIGTERM) and waits for them.
+    pub fn stop(&mut self) {
+        assert!(self.running, "the control plane is not running");
+        self.relay.point_to(None);
+        drop(self.cp._child.stdin.take());
+        let status = self.cp._child.wait().unwrap();
+        assert!(status.success(), "the control plane exited with {status}");
+        self.running = false;
+    }
+
+    /// Starts it again on the same data directory; the relay follows its new address.
+    pub fn restart(&mut self) {
+        assert!(!self.running, "the control plane is running");
+        let (child, admin) = Self::launch(self.dir.path());
+        self.relay.point_to(Some(api_server(&admin)));
+        self.cp._child = child;
+        self.running = true;
+    }
+}
+
+impl Drop for RestartableControlPlane {
+    fn drop(&mut self) {
+        if self.running {
+            drop(self.cp._child.stdin.take());
+            let _ = self.cp._child.wait();
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod emulator;
+pub mod invariants;
 pub mod read;
 
 use async_trait::async_trait;
