@@ -14,8 +14,10 @@
 //! 3. steady state at the defaults (resync 1 h, drift scan 5 min), measured over
 //!    `BENCH_STEADY_SECS` (default 300 s: one drift-scan pass, no resync).
 //!
-//!     cargo bench --bench scale                      # N = 100 and 1000
-//!     BENCH_USERS=100 cargo bench --bench scale      # sizes, comma-separated
+//! ```text
+//! cargo bench --bench scale                      # N = 100 and 1000
+//! BENCH_USERS=100 cargo bench --bench scale      # sizes, comma-separated
+//! ```
 //!
 //! A `--bench` run writes `docs/benchmarks/results.md` (the tables) and the SVG plots
 //! next to it. Under `cargo test` (no `--bench` argument) it runs once with N = 5 and short
