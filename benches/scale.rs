@@ -886,6 +886,11 @@ async fn main() {
     let cp = ControlPlane::shared();
     let net = network();
     let emulator = Emulator::start_with_env(&[("IAM_EMULATOR_NETWORK", &net)]);
+    let dir = if benchmarking {
+        repo_root().join("docs/benchmarks")
+    } else {
+        std::env::temp_dir().join(format!("iam-operator-bench-{}", std::process::id()))
+    };
     let mut results = Vec::new();
     for users in sizes {
         let r = run(cp, &emulator, users, &iv).await;
@@ -900,20 +905,16 @@ async fn main() {
             r.rss_all
         );
         results.push(r);
-    }
-    let md = report(&results, &machine());
-    println!("\n{md}");
-    let dir = if benchmarking {
-        repo_root().join("docs/benchmarks")
-    } else {
-        std::env::temp_dir().join(format!("iam-operator-bench-{}", std::process::id()))
-    };
-    if benchmarking {
-        let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(dir.join("results.md"), &md);
-    }
-    for f in write_plots(&results, &dir) {
-        println!("wrote {}", f.display());
+        // After every size, so that a long run that fails later keeps what it measured.
+        let md = report(&results, &machine());
+        println!("\n{md}");
+        if benchmarking {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("results.md"), &md);
+        }
+        for f in write_plots(&results, &dir) {
+            println!("wrote {}", f.display());
+        }
     }
 
     // What must hold at any size: no writes in steady state, and the pass after the apply
