@@ -1,7 +1,9 @@
 //! What all reconciles share: the engine, the Kubernetes client, the event recorder, the
-//! metrics, per-object backoff and the record of the operator's own Secret writes.
+//! metrics, per-object backoff, the record of the operator's own Secret writes, and what
+//! the operator knows of IAM from its own calls (for the drift scan).
 
 use crate::controller::Engine;
+use crate::controller::drift::Known;
 use crate::k8s::{FIELD_MANAGER, OwnWrites};
 use crate::metrics::Metrics;
 use kube::Client;
@@ -16,11 +18,15 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub own_writes: Arc<OwnWrites>,
+    /// Filled by every IAM call of the engine (see `runtime::known`).
+    pub known: Arc<Mutex<Known>>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(engine: Engine, client: Client) -> Self {
+    pub fn new(mut engine: Engine, client: Client) -> Self {
+        let known = Arc::new(Mutex::new(Known::default()));
+        engine.iam = Arc::new(super::known::KnowingIam::new(engine.iam, known.clone()));
         let recorder = Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER));
         Self {
             metrics: engine.metrics.clone(),
@@ -28,6 +34,7 @@ impl Context {
             client,
             recorder,
             own_writes: Arc::new(OwnWrites::default()),
+            known,
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -5,6 +5,7 @@
 //! (Kubernetes adapters) → `api` (types).
 
 pub mod context;
+mod known;
 pub mod reconcile;
 
 pub use context::Context;
@@ -136,14 +137,18 @@ impl<K: Managed> Wake<K> {
     }
 }
 
-/// Every interval, snapshots the account and wakes the objects whose IAM entity changed
-/// since the previous pass (the first pass is the baseline).
+/// Every interval, snapshots the account and wakes the objects whose IAM entity drifted
+/// (`controller::drift::drifted`: changed since the previous pass, or differs from what
+/// the operator last wrote, and not what the operator last read or wrote). The first
+/// pass is the baseline.
 async fn drift_scan(ctx: Arc<Context>, interval: Duration, wakes: Arc<Wakes>) {
-    let mut previous = None;
+    let mut previous: Option<(crate::iam::AccountSnapshot, std::time::Instant)> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Taken before the first request: a write completing after this may not show.
+        let started = std::time::Instant::now();
         let now = match ctx.engine.iam.account_snapshot().await {
             Ok(now) => now,
             Err(e) => {
@@ -151,8 +156,17 @@ async fn drift_scan(ctx: Arc<Context>, interval: Duration, wakes: Arc<Wakes>) {
                 continue;
             }
         };
-        if let Some(before) = &previous {
-            let changed = crate::controller::drift::changed(before, &now);
+        if let Some((before, before_started)) = &previous {
+            let changed = match ctx.known.lock() {
+                Ok(known) => crate::controller::drift::drifted(
+                    before,
+                    &now,
+                    &known,
+                    (*before_started, started),
+                ),
+                // A reconcile panicked while recording: compare the passes only.
+                Err(_) => crate::controller::drift::changed(before, &now),
+            };
             if !changed.is_empty() {
                 tracing::info!(?changed, "drift scan: IAM changed");
             }
@@ -168,7 +182,7 @@ async fn drift_scan(ctx: Arc<Context>, interval: Duration, wakes: Arc<Wakes>) {
                 users.matching(|u| changed.users.contains(&u.iam_name().to_lowercase()));
             }
         }
-        previous = Some(now);
+        previous = Some((now, started));
     }
 }
 
