@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::cluster::{ControlPlane, Operator};
 use support::emulator::Emulator;
 use support::read;
@@ -23,20 +23,13 @@ const ROTATE: &str = "iam.kubeop.dev/rotate-access-key";
 const RESET: &str = "iam.kubeop.dev/reset-console-password";
 const CHANGE_PASSWORD: &str = "arn:aws:iam::aws:policy/IAMUserChangePassword";
 
-/// Polls `f` every 200 ms until it returns `Some`, panicking with `what` after 180 s.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+/// Polls `f` until it returns `Some`, failing the test with `what` after `TIMEOUT`.
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    support::eventually(what, TIMEOUT, f).await
 }
 
 fn sdk_config_with(url: &str, creds: Option<&(String, String)>) -> aws_config::SdkConfig {

@@ -9,31 +9,12 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::time::{Duration, Instant};
 use support::cluster::{ControlPlane, Operator, RestartableControlPlane};
 use support::emulator::Emulator;
+use support::eventually;
 use support::invariants::{self, Expect};
 use support::read;
-
-/// Polls `check` every 200 ms until it returns `Some`, or fails the test after `timeout`.
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Polls the invariants until they hold; fails with the violations after `timeout`.
 async fn converge(expect: &Expect<'_>, timeout: Duration) -> Duration {
@@ -158,7 +139,7 @@ async fn the_operator_resumes_its_watches_after_a_control_plane_restart() {
             ),
         ],
     );
-    let pid = wait_for("the operator's pid", Duration::from_secs(10), || async {
+    let pid = eventually("the operator's pid", Duration::from_secs(10), || async {
         op.pid()
     })
     .await;
@@ -186,7 +167,7 @@ async fn the_operator_resumes_its_watches_after_a_control_plane_restart() {
         apply(&client, &ns, "IamUser", &format!("u{i}"), user_spec(i)).await;
     }
     let users: Api<IamUser> = Api::namespaced(client.clone(), &ns);
-    let before_stop = wait_for("a few users Ready", Duration::from_secs(120), || async {
+    let before_stop = eventually("a few users Ready", Duration::from_secs(120), || async {
         let ready = ready_users(&users).await;
         (ready.len() >= 3).then_some(ready)
     })
@@ -226,7 +207,7 @@ async fn the_operator_resumes_its_watches_after_a_control_plane_restart() {
         .patch("u0", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    wait_for(
+    eventually(
         "the user created after the restart to be Ready",
         WATCH_RESUME_MEASURE,
         || async { users.get_opt("after").await.ok().flatten().filter(is_ready) },
@@ -336,7 +317,7 @@ async fn the_leader_killed_mid_rotation_is_replaced_and_the_rotation_completes()
             ("HOSTNAME", "replica-a"),
         ],
     );
-    wait_for("A to lead", Duration::from_secs(60), || async {
+    eventually("A to lead", Duration::from_secs(60), || async {
         holder(&leases)
             .await
             .filter(|h| h.starts_with("replica-a-"))
@@ -361,7 +342,7 @@ async fn the_leader_killed_mid_rotation_is_replaced_and_the_rotation_completes()
         json!({"accessKey": {"enabled": true, "gracePeriod": grace}}),
     )
     .await;
-    let first = wait_for("the first key", Duration::from_secs(60), || async {
+    let first = eventually("the first key", Duration::from_secs(60), || async {
         let u = users.get("rot").await.ok().filter(is_ready)?;
         u.status?.access_key?.access_key_id
     })
@@ -406,7 +387,7 @@ async fn the_leader_killed_mid_rotation_is_replaced_and_the_rotation_completes()
         .patch("rot", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let arrived = wait_for("A's CreateAccessKey", Duration::from_secs(30), || async {
+    let arrived = eventually("A's CreateAccessKey", Duration::from_secs(30), || async {
         let n = count(
             &emu.calls_by_access_key().await,
             &key_a.0,
@@ -431,13 +412,13 @@ async fn the_leader_killed_mid_rotation_is_replaced_and_the_rotation_completes()
     println!("A killed {killed_after:?} after its CreateAccessKey arrived, intent in status");
 
     // B takes over and completes the rotation.
-    wait_for("B to lead", Duration::from_secs(60), || async {
+    eventually("B to lead", Duration::from_secs(60), || async {
         holder(&leases)
             .await
             .filter(|h| h.starts_with("replica-b-"))
     })
     .await;
-    let rotated = wait_for(
+    let rotated = eventually(
         "B to complete the rotation",
         Duration::from_secs(60),
         || async {
@@ -481,7 +462,7 @@ async fn the_leader_killed_mid_rotation_is_replaced_and_the_rotation_completes()
     );
 
     // After the grace period the old key goes, and with it its power to sign.
-    wait_for(
+    eventually(
         "the old key to be deleted after its grace period",
         GRACE + Duration::from_secs(60),
         || async {

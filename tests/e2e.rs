@@ -10,7 +10,7 @@ mod support;
 use k8s_openapi::api::core::v1::Secret;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::cluster::{ControlPlane, Operator, tool};
+use support::cluster::{ControlPlane, Operator, exit_of_unreachable, kubectl_with_operator, tail};
 use support::emulator::{Emulator, repo_root};
 use support::read;
 
@@ -528,7 +528,7 @@ current-context: nowhere
 "#,
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_iam-operator"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_iam-operator"))
         .args([
             "--metrics-bind-address",
             "127.0.0.1:0",
@@ -547,20 +547,7 @@ current-context: nowhere
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the operator was still running 30s after start with an unreachable cluster");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = exit_of_unreachable(child);
     assert!(!status.success(), "exit status {status}; stderr: {stderr}");
     assert!(
         stderr.contains("cannot reach the Kubernetes API at https://127.0.0.1:1/"),
@@ -599,46 +586,6 @@ async fn wait_for_scans(op: &Operator, emulator: &Emulator, count: u64, deadline
             tail(&op.logs(), 40)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Runs a kubectl command that needs the operator (a wait, a delete behind finalizers), and
-/// fails at once, with the operator's log, if the operator process ends meanwhile.
-fn kubectl_with_operator(cp: &ControlPlane, op: &Operator, args: &[&str]) -> std::process::Output {
-    let mut child = std::process::Command::new(tool("kubectl"))
-        .arg("--kubeconfig")
-        .arg(&cp.kubeconfig)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut gone_since: Option<Instant> = None;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        // Seen gone twice, a second apart, so a process still starting up is not mistaken.
-        if op.exited() {
-            if gone_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the operator process exited during `kubectl {}`; its log:\n{}",
-                    args.join(" "),
-                    tail(&op.logs(), 80)
-                );
-            }
-            gone_since.get_or_insert_with(Instant::now);
-        } else {
-            gone_since = None;
-        }
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::cluster::{ControlPlane, Operator};
 use support::emulator::Emulator;
+use support::eventually;
 use support::read;
 
 const ROTATE: &str = "iam.kubeop.dev/rotate-access-key";
@@ -38,21 +39,6 @@ async fn control(
         .json()
         .await
         .unwrap()
-}
-
-/// Polls `f` every 250 ms until it returns `Some`, panicking with `what` after `limit`.
-async fn eventually<T, Fut>(what: &str, limit: Duration, mut f: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Ready=True for the object's current generation.

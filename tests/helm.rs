@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::cluster::{ControlPlane, Operator, tail, tool};
+use support::cluster::{ControlPlane, Operator, kubectl_with_operator, tail, tool};
 use support::emulator::{Emulator, repo_root};
 use support::read;
 
@@ -1278,40 +1278,6 @@ fn apply_ok(cp: &ControlPlane, manifest: &str) {
         "kubectl apply failed: {}\n{manifest}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Runs a kubectl command that needs the operator (a wait, a delete behind finalizers), and
-/// fails at once, with the operator's log, if the operator process ends meanwhile.
-fn kubectl_with_operator(cp: &ControlPlane, op: &Operator, args: &[&str]) -> Output {
-    let mut child = Command::new(tool("kubectl"))
-        .arg("--kubeconfig")
-        .arg(&cp.kubeconfig)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut gone_since: Option<Instant> = None;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if op.exited() {
-            if gone_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the operator process exited during `kubectl {}`; its log:\n{}",
-                    args.join(" "),
-                    tail(&op.logs(), 80)
-                );
-            }
-            gone_since.get_or_insert_with(Instant::now);
-        } else {
-            gone_since = None;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// Panics with the objects' state and the operator's log when `out` failed.

@@ -37,7 +37,7 @@ use iam_operator::api::IamUser;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::cluster::{ControlPlane, Operator};
 use support::emulator::Emulator;
 
@@ -53,20 +53,13 @@ const ADMIN_ACCESS: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 const IAM_FULL_ACCESS: &str = "arn:aws:iam::aws:policy/IAMFullAccess";
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
 
-/// Polls `f` every 200 ms until it returns `Some`, panicking with `what` after 180 s.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+/// Polls `f` until it returns `Some`, failing the test with `what` after `TIMEOUT`.
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    support::eventually(what, TIMEOUT, f).await
 }
 
 fn sdk_config_with(url: &str, creds: &(String, String)) -> aws_config::SdkConfig {

@@ -6,12 +6,15 @@
 //! `IAM_OPERATOR_IMAGE_BINARY=PATH` checks the image of another binary instead, e.g. the
 //! static release build the script makes by default.
 
+mod support;
+
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use support::cluster::exit_of_unreachable;
 
 const NONROOT: u32 = 65532;
 
@@ -584,23 +587,10 @@ current-context: nowhere
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the operator was still running 30s after start with an unreachable cluster");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = exit_of_unreachable(child);
     assert!(!status.success(), "exit status {status}; stderr: {stderr}");
     assert!(
         stderr.contains("cannot reach the Kubernetes API at https://api.image-test.invalid:1/"),

@@ -11,7 +11,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::cluster::{ControlPlane, Operator};
 use support::emulator::Emulator;
+use support::eventually;
 
 const LEASE: Duration = Duration::from_secs(3);
 const RENEW: Duration = Duration::from_secs(2);
@@ -33,25 +33,6 @@ fn config(ns: &str, identity: &str) -> LeaseConfig {
         lease_duration: LEASE,
         renew_deadline: RENEW,
         retry_period: RETRY,
-    }
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, or fails the test after `timeout`.
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -83,7 +64,7 @@ async fn one_leader_at_a_time_and_takeover_after_a_lease_duration_unchanged_or_r
 
     // a stops renewing: b takes over once it has seen a's last record unchanged for a lease
     // duration, and not before; by then a's guard has long lapsed.
-    let took = wait_for("b to take over", Duration::from_secs(30), || async {
+    let took = eventually("b to take over", Duration::from_secs(30), || async {
         b.try_acquire().await.unwrap().then(|| renewed.elapsed())
     })
     .await;
@@ -135,7 +116,7 @@ async fn a_stale_renew_time_is_not_taken_for_expiry() {
         !b.try_acquire().await.unwrap(),
         "took a lease judged by the holder's renewTime"
     );
-    let took = wait_for("b to take over", Duration::from_secs(30), || async {
+    let took = eventually("b to take over", Duration::from_secs(30), || async {
         b.try_acquire().await.unwrap().then(|| first_seen.elapsed())
     })
     .await;
@@ -546,7 +527,7 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
             ("KUBECONFIG", via_relay),
         ],
     );
-    wait_for("A to lead", Duration::from_secs(60), || async {
+    eventually("A to lead", Duration::from_secs(60), || async {
         holder(&leases).await.filter(|h| h.starts_with("leader-a-"))
     })
     .await;
@@ -557,7 +538,7 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
         &[("AWS_ACCESS_KEY_ID", "leaderB"), ("HOSTNAME", "leader-b")],
     );
     apply_ok(cp, &policy_manifest(&ns, "s3:GetObject"));
-    let arn = wait_for("the policy to be Ready", Duration::from_secs(60), || {
+    let arn = eventually("the policy to be Ready", Duration::from_secs(60), || {
         ready_arn(&policies, 1)
     })
     .await;
@@ -636,7 +617,7 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
     );
 
     // B takes over and applies the change, then one more that A's pending write would undo.
-    wait_for("B to take over", Duration::from_secs(60), || async {
+    eventually("B to take over", Duration::from_secs(60), || async {
         holder(&leases).await.filter(|h| h.starts_with("leader-b-"))
     })
     .await;
@@ -647,13 +628,13 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
         "B took over {:?} after A stopped, before A's lease could run out",
         paused.elapsed()
     );
-    wait_for("B to apply the change", Duration::from_secs(60), || {
+    eventually("B to apply the change", Duration::from_secs(60), || {
         ready_arn(&policies, 2)
     })
     .await;
     assert_eq!(allowed_action(&aws, &arn).await, "s3:ListBucket");
     apply_ok(cp, &policy_manifest(&ns, "s3:PutObject"));
-    wait_for(
+    eventually(
         "B to apply the next change",
         Duration::from_secs(60),
         || ready_arn(&policies, 3),
@@ -674,7 +655,7 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
 
     // A resumes inside its reconcile: the write it goes on to must be refused.
     stopped.resume();
-    wait_for("A to exit", Duration::from_secs(60), || async {
+    eventually("A to exit", Duration::from_secs(60), || async {
         a.exited().then_some(())
     })
     .await;

@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::cluster::{ControlPlane, Operator, tool};
 use support::emulator::{Emulator, repo_root};
+use support::eventually;
 
 /// How long objects may take to converge.
 const CONVERGE: Duration = Duration::from_secs(120);
@@ -177,25 +178,6 @@ impl Endpoints {
 
     fn probe(&self, path: &str) -> Option<u16> {
         get(self.probes, path).map(|(status, _)| status)
-    }
-}
-
-/// Polls `check` every 250 ms until it returns `Some`, failing after `within`.
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -118,6 +118,18 @@ fn is_throttling(code: &str) -> bool {
     THROTTLING_CODES.contains(&code)
 }
 
+/// Codes meaning the operator's identity may not make the call (or was not recognised).
+fn is_access_denied(code: &str) -> bool {
+    matches!(
+        code,
+        "AccessDenied"
+            | "AccessDeniedException"
+            | "UnauthorizedOperation"
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+    )
+}
+
 /// The outcome label of one IAM request attempt, from its HTTP status (`None`: no response
 /// at all) and IAM's error code. Throttling is its own outcome, so that a sustained rate
 /// limit can be told from other failures; the set is fixed, whatever codes IAM invents.
@@ -128,16 +140,7 @@ fn call_outcome(status: Option<u16>, code: Option<&str>) -> &'static str {
         (Some(429), _) => "throttled",
         (_, Some(c)) if is_throttling(c) => "throttled",
         (_, Some("NoSuchEntity")) => "not_found",
-        (
-            _,
-            Some(
-                "AccessDenied"
-                | "AccessDeniedException"
-                | "UnauthorizedOperation"
-                | "InvalidClientTokenId"
-                | "SignatureDoesNotMatch",
-            ),
-        ) => "access_denied",
+        (_, Some(c)) if is_access_denied(c) => "access_denied",
         // 503 without a code is how S3-style endpoints say SlowDown.
         (Some(503), None) => "throttled",
         (Some(s), _) if s >= 500 => "server_error",
@@ -248,13 +251,7 @@ where
         Some("DeleteConflict") => IamError::Conflict(message),
         Some("LimitExceeded") => IamError::LimitExceeded(message),
         Some("MalformedPolicyDocument") => IamError::MalformedPolicy(message),
-        Some(
-            "AccessDenied"
-            | "AccessDeniedException"
-            | "UnauthorizedOperation"
-            | "InvalidClientTokenId"
-            | "SignatureDoesNotMatch",
-        ) => IamError::AccessDenied(message),
+        Some(code) if is_access_denied(code) => IamError::AccessDenied(message),
         Some(code) if is_throttling(code) => IamError::Throttled(message),
         Some(
             "InvalidInput" | "ValidationError" | "PasswordPolicyViolation" | "PolicyNotAttachable",

@@ -385,6 +385,65 @@ pub fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Runs a kubectl command that needs the operator (a wait, a delete behind finalizers), and
+/// fails at once, with the operator's log, if the operator process ends meanwhile.
+pub fn kubectl_with_operator(cp: &ControlPlane, op: &Operator, args: &[&str]) -> Output {
+    let mut child = Command::new(tool("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut gone_since: Option<Instant> = None;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if op.exited() {
+            if gone_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the operator process exited during `kubectl {}`; its log:\n{}",
+                    args.join(" "),
+                    tail(&op.logs(), 80)
+                );
+            }
+            gone_since.get_or_insert_with(Instant::now);
+        } else {
+            gone_since = None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Waits for an operator started against an unreachable cluster to give up, and returns
+/// its exit status and stderr; fails the test if it still runs after 30 s.
+pub fn exit_of_unreachable(mut child: Child) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the operator was still running 30s after start with an unreachable cluster");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
 /// A TCP relay in front of an API server whose address may change: a dedicated control
 /// plane picks new ports each time it starts, and the relay keeps one address for the
 /// clients (the operator's kubeconfig points at it). While the upstream is down, new
