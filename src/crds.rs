@@ -1,6 +1,6 @@
 //! Rendering of the CustomResourceDefinitions checked in under `crds/`.
 
-use crate::api::{IamGroup, IamPolicy, IamTenancyPolicy, IamUser};
+use crate::api::{IamGroup, IamPolicy, IamRole, IamTenancyPolicy, IamUser};
 use kube::CustomResourceExt;
 use serde_yaml::Value;
 
@@ -15,6 +15,7 @@ pub fn render_all() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
         ("iampolicies.yaml", render(IamPolicy::crd())?),
         ("iamgroups.yaml", render(IamGroup::crd())?),
         ("iamusers.yaml", render(IamUser::crd())?),
+        ("iamroles.yaml", render(IamRole::crd())?),
         ("iamtenancypolicies.yaml", render(IamTenancyPolicy::crd())?),
     ])
 }

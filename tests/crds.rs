@@ -241,6 +241,33 @@ const STRING_FIELDS: &[(&str, &str, &str, &str)] = &[
         "Description",
     ),
     ("iampolicies.yaml", "spec.tags.*", "TagPolicy", "Tags"),
+    ("iamroles.yaml", "spec.roleName", "CreateRole", "RoleName"),
+    ("iamroles.yaml", "spec.path", "CreateRole", "Path"),
+    (
+        "iamroles.yaml",
+        "spec.description",
+        "CreateRole",
+        "Description",
+    ),
+    (
+        "iamroles.yaml",
+        "spec.inlinePolicies[].name",
+        "PutRolePolicy",
+        "PolicyName",
+    ),
+    (
+        "iamroles.yaml",
+        "spec.policies[].arn",
+        "AttachRolePolicy",
+        "PolicyArn",
+    ),
+    (
+        "iamroles.yaml",
+        "spec.permissionsBoundary.arn",
+        "PutRolePermissionsBoundary",
+        "PermissionsBoundary",
+    ),
+    ("iamroles.yaml", "spec.tags.*", "TagRole", "Tags"),
 ];
 
 /// Fields with length or pattern limits that are not IAM parameters (Kubernetes names,
@@ -259,6 +286,19 @@ const NOT_IAM_FIELDS: &[&str] = &[
     "iamtenancypolicies.yaml spec.allowedPolicyArns",
     "iamtenancypolicies.yaml spec.allowedGroups",
     "iamtenancypolicies.yaml spec.screenedActions",
+    "iamtenancypolicies.yaml spec.allowedTrustPrincipals",
+    // IamRole: Kubernetes names, Go durations (IAM takes seconds), and trust-policy
+    // content that IAM receives inside a document, not as a parameter.
+    "spec.maxSessionDuration",
+    "spec.sessionCredentials.secretName",
+    "spec.sessionCredentials.duration",
+    "spec.trust.serviceAccounts",
+    "spec.trust.serviceAccounts[].name",
+    "spec.trust.podIdentity.serviceAccounts",
+    "spec.trust.podIdentity.serviceAccounts[].name",
+    "spec.trust.awsPrincipals",
+    "spec.trust.awsPrincipals[].principal",
+    "spec.trust.awsPrincipals[].externalId",
     // STS AssumeRole parameters, not IAM's.
     "iamtenancypolicies.yaml spec.roleArn",
     "iamtenancypolicies.yaml spec.externalId",

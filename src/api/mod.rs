@@ -1,15 +1,17 @@
-//! The public API: the three custom resources of `iam.kubeop.dev/v1alpha1` and the types
+//! The public API: the custom resources of `iam.kubeop.dev/v1alpha1` and the types
 //! they share. Field docs become the CRD descriptions that `kubectl explain` shows.
 
 mod common;
 mod group;
 mod policy;
+mod role;
 mod tenancy;
 mod user;
 
 pub use common::*;
 pub use group::*;
 pub use policy::*;
+pub use role::*;
 pub use tenancy::*;
 pub use user::*;
 

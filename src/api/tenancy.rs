@@ -66,6 +66,18 @@ pub struct IamTenancyPolicySpec {
     /// Whether users may have console access. Default `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<bool>,
+    /// ARN globs (`*` matches within an ARN) of AWS principals outside the operator that
+    /// the namespace's IamRoles may trust (`trust.awsPrincipals`, or `AWS` principals of a
+    /// raw trust document), e.g. `arn:aws:iam::111122223333:role/ci-*` for cross-account
+    /// access. None by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub allowed_trust_principals: Vec<String>,
+    /// Whether IamRoles may have the operator publish session credentials
+    /// (`spec.sessionCredentials`). Default `true`, as for access keys: session credentials
+    /// expire within hours where an access key lives until it is rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_credentials: Option<bool>,
     /// Whether an existing IAM entity may be taken over with the annotation
     /// `iam.kubeop.dev/adopt: "true"`. Even then only a user or policy an administrator
     /// tagged `iam.kubeop.dev/adoptable-by=<cluster>/<namespace>` in AWS is taken over.
