@@ -135,7 +135,7 @@ async fn the_operator_resumes_its_watches_after_a_control_plane_restart() {
             ("AWS_SECRET_ACCESS_KEY", &admin.1),
             (
                 "RUST_LOG",
-                "info,iam_operator=debug,kube_runtime::watcher=debug",
+                "info,iam_operator=debug,kube_runtime::watcher=debug,kube_runtime::utils=debug",
             ),
         ],
     );
@@ -172,7 +172,9 @@ async fn the_operator_resumes_its_watches_after_a_control_plane_restart() {
         (ready.len() >= 3).then_some(ready)
     })
     .await;
+    eprintln!("MEASURE stop at {}", k8s_openapi::jiff::Timestamp::now());
     rcp.stop();
+    eprintln!("MEASURE stopped at {}", k8s_openapi::jiff::Timestamp::now());
     let stopped = Instant::now();
     assert!(
         before_stop.len() < USERS,
@@ -192,6 +194,10 @@ async fn the_operator_resumes_its_watches_after_a_control_plane_restart() {
     // Changes right after the restart: a new user, a changed policy document, a rotation.
     let client = rcp.cp.client().await;
     let users: Api<IamUser> = Api::namespaced(client.clone(), &ns);
+    eprintln!(
+        "MEASURE restarted, changing at {}",
+        k8s_openapi::jiff::Timestamp::now()
+    );
     let changed = Instant::now();
     apply(&client, &ns, "IamUser", "after", user_spec(1)).await;
     apply(
@@ -214,6 +220,11 @@ async fn the_operator_resumes_its_watches_after_a_control_plane_restart() {
     )
     .await;
     let new_ready = changed.elapsed();
+    eprintln!(
+        "MEASURE after Ready at {}",
+        k8s_openapi::jiff::Timestamp::now()
+    );
+    std::fs::write("/tmp/restart-oplog.txt", op.logs()).unwrap();
     let expect = Expect {
         client: &client,
         ns: &ns,

@@ -7,6 +7,7 @@
 pub mod context;
 mod known;
 pub mod reconcile;
+mod watch;
 
 pub use context::Context;
 pub use reconcile::{Managed, ReconcileError};
@@ -25,6 +26,7 @@ use reconcile::{error_policy, reconcile};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use watch::{WatchBackoff, watch};
 
 /// Maps a changed IamTenancyPolicy to the objects it concerns: those in namespaces its
 /// selector matches now or matched before the change (it may have stopped selecting some).
@@ -74,8 +76,7 @@ fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool
 /// drift scan (through the returned [`Wake`]) still trigger as usual.
 fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> (Controller<K>, Wake<K>) {
     let (reader, writer) = kube::runtime::reflector::store();
-    let changes = watcher(api, watcher::Config::default())
-        .default_backoff()
+    let changes = watch(api, watcher::Config::default())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -85,8 +86,11 @@ fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> (Controller
             Default::default(),
         );
     let (tx, rx) = futures::channel::mpsc::unbounded();
+    // Every trigger stream backs off on its own (`watch`); this shared backoff only acts
+    // for one that does not.
     let ctl = Controller::for_stream(changes, reader)
         .with_config(config.clone())
+        .trigger_backoff(WatchBackoff::default())
         .reconcile_on(rx);
     let wake = Wake {
         store: ctl.store(),
@@ -235,9 +239,8 @@ pub async fn run(
         let policy_store = policy_ctl.store();
         synced.push(cache_synced(policy_ctl.store()));
         let policy_ctl = policy_ctl
-            .watches(
-                tenancy.clone(),
-                wc.clone(),
+            .watches_stream(
+                watch(tenancy.clone(), wc.clone()).touched_objects(),
                 governed_by(policy_store, namespace_labels.clone()),
             )
             .shutdown_on_signal()
@@ -253,21 +256,23 @@ pub async fn run(
         synced.push(cache_synced(group_ctl.store()));
         let all_groups = group_ctl.store();
         let group_ctl = group_ctl
-            .watches(
-                tenancy.clone(),
-                wc.clone(),
+            .watches_stream(
+                watch(tenancy.clone(), wc.clone()).touched_objects(),
                 governed_by(all_groups, namespace_labels.clone()),
             )
-            .watches(policies.clone(), wc.clone(), move |p: IamPolicy| {
-                let ns = p.namespace();
-                let name = p.name_any();
-                group_store
-                    .state()
-                    .into_iter()
-                    .filter(|g| g.namespace() == ns && refs_policy(&g.spec.policies, &name))
-                    .map(|g| ObjectRef::from_obj(g.as_ref()))
-                    .collect::<Vec<_>>()
-            })
+            .watches_stream(
+                watch(policies.clone(), wc.clone()).touched_objects(),
+                move |p: IamPolicy| {
+                    let ns = p.namespace();
+                    let name = p.name_any();
+                    group_store
+                        .state()
+                        .into_iter()
+                        .filter(|g| g.namespace() == ns && refs_policy(&g.spec.policies, &name))
+                        .map(|g| ObjectRef::from_obj(g.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            )
             .shutdown_on_signal()
             .run(reconcile::<IamGroup>, error_policy::<IamGroup>, ctx.clone())
             .for_each(|_| futures::future::ready(()));
@@ -279,9 +284,8 @@ pub async fn run(
         let by_group = user_ctl.store();
         let all_users = user_ctl.store();
         let user_ctl = user_ctl
-            .watches(
-                tenancy,
-                wc.clone(),
+            .watches_stream(
+                watch(tenancy, wc.clone()).touched_objects(),
                 governed_by(all_users, namespace_labels.clone()),
             )
             .owns_stream({
@@ -293,32 +297,33 @@ pub async fn run(
                 let ctx = ctx.clone();
                 // A lost, edited or deleted Secret wakes its IamUser; the operator's own
                 // writes do not (they would cost a second reconcile of every user).
-                watcher(
+                watch(
                     secrets,
                     watcher::Config::default().labels(crate::k8s::secrets::MANAGED_BY_SELECTOR),
                 )
-                .default_backoff()
                 .touched_objects()
                 .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
             })
-            .watches(policies, wc.clone(), move |p: IamPolicy| {
-                let ns = p.namespace();
-                let name = p.name_any();
-                by_policy
-                    .state()
-                    .into_iter()
-                    .filter(|u| {
-                        u.namespace() == ns
-                            && (refs_policy(&u.spec.policies, &name)
-                                || u.spec
-                                    .permissions_boundary
-                                    .as_ref()
-                                    .is_some_and(|b| refs_policy(std::slice::from_ref(b), &name)))
-                    })
-                    .map(|u| ObjectRef::from_obj(u.as_ref()))
-                    .collect::<Vec<_>>()
-            })
-            .watches(groups, wc, move |g: IamGroup| {
+            .watches_stream(
+                watch(policies, wc.clone()).touched_objects(),
+                move |p: IamPolicy| {
+                    let ns = p.namespace();
+                    let name = p.name_any();
+                    by_policy
+                        .state()
+                        .into_iter()
+                        .filter(|u| {
+                            u.namespace() == ns
+                                && (refs_policy(&u.spec.policies, &name)
+                                    || u.spec.permissions_boundary.as_ref().is_some_and(|b| {
+                                        refs_policy(std::slice::from_ref(b), &name)
+                                    }))
+                        })
+                        .map(|u| ObjectRef::from_obj(u.as_ref()))
+                        .collect::<Vec<_>>()
+                },
+            )
+            .watches_stream(watch(groups, wc).touched_objects(), move |g: IamGroup| {
                 let ns = g.namespace();
                 let name = g.name_any();
                 by_group
@@ -349,11 +354,10 @@ pub async fn run(
     let namespace_watch = {
         let wakes = wakes.clone();
         let mut seen: HashMap<String, std::collections::BTreeMap<String, String>> = HashMap::new();
-        watcher(
+        watch(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default(),
         )
-        .default_backoff()
         .reflect(writer)
         .applied_objects()
         .for_each(move |ns| {
