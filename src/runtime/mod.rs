@@ -1,6 +1,10 @@
 //! kube-runtime wiring: one controller per kind (per watched namespace), the watches that
 //! wake a resource when something it depends on changes, and the drift-scan loop.
 //!
+//! Every watch goes through `watch::watch` (its own backoff, errors stopped there), never
+//! `Controller::watches`: kube-runtime pauses all of a controller's triggers behind one
+//! backoff on any watch's error (see `watch`).
+//!
 //! Layering: `runtime` → `controller` (reconcile logic) → `iam` (IAM port) and `k8s`
 //! (Kubernetes adapters) → `api` (types).
 

@@ -108,7 +108,13 @@ where
                 }
                 Err(e) => {
                     let delay = backoff.after(&e);
-                    tracing::warn!(%watch, error = %e, retry_in = ?delay, "watch failed");
+                    // A 410 is routine (the server's watch window moved on); only a
+                    // failure to reach or watch the API server is a warning.
+                    if gone(&e) {
+                        tracing::info!(%watch, error = %e, retry_in = ?delay, "watch expired; relisting");
+                    } else {
+                        tracing::warn!(%watch, error = %e, retry_in = ?delay, "watch failed");
+                    }
                     tokio::time::sleep(delay).await;
                 }
             }
