@@ -7,6 +7,7 @@ use iam_operator::iam::{AssumedRoles, AwsIam, FencedIam, Iam};
 use iam_operator::k8s::KubeDependencies;
 use iam_operator::leader::{Elector, LeaseConfig};
 use iam_operator::metrics::{Metrics, serve};
+use iam_operator::runtime::client::REQUEST_TIMEOUT;
 use iam_operator::runtime::{Context, run};
 use iam_operator::settings::{Globs, Settings};
 use kube::api::{Api, ListParams};
@@ -242,7 +243,9 @@ async fn start(mut args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client: {}", chain(&e)))?;
     let url = config.cluster_url.clone();
-    let client = kube::Client::try_from(config)
+    // Requests other than watches fail after 30 s instead of hanging on a connection that
+    // stopped answering (see `runtime::client`).
+    let client = iam_operator::runtime::client::client(config, REQUEST_TIMEOUT)
         .map_err(|e| format!("cannot configure the Kubernetes client: {}", chain(&e)))?;
     // Fail fast, with the fix in the message, when the cluster or the CRDs are missing.
     let probe: Api<IamPolicy> = match args.watch_namespace.first() {

@@ -8,6 +8,7 @@
 //! Layering: `runtime` → `controller` (reconcile logic) → `iam` (IAM port) and `k8s`
 //! (Kubernetes adapters) → `api` (types).
 
+pub mod client;
 pub mod context;
 mod known;
 pub mod reconcile;
