@@ -115,8 +115,8 @@ const USERS: usize = 30;
 /// The fix (`runtime::watch`): each watch backs off on its own (800 ms to 10 s), a 410
 /// Gone restarts its backoff, and its errors stop there, so the shared backoff never
 /// pauses the others; an unreachable API server no longer grows an object's own error
-/// backoff (`runtime::context::Backoffs`, at most 8 s for those). Measured since (three
-/// runs): every watch relisted 1-2.5 s after the restart, the new user was Ready 13-17 s
+/// backoff (`runtime::context::Backoffs`, at most 8 s for those). Measured since (four
+/// runs): every watch relisted 1-2.5 s after the restart, the new user was Ready 10-17 s
 /// after the change (the rest is IAM work at 150 ms a call behind the backlog of
 /// unfinished users, four at a time), everything converged in 44-47 s, and the test takes
 /// about 90 s. With the fix reverted (the runtime files of the commit before it) the same

@@ -1,9 +1,9 @@
 //! kube-runtime wiring: one controller per kind (per watched namespace), the watches that
 //! wake a resource when something it depends on changes, and the drift-scan loop.
 //!
-//! Every watch goes through `watch::watch` (its own backoff, errors stopped there), never
-//! `Controller::watches`: kube-runtime pauses all of a controller's triggers behind one
-//! backoff on any watch's error (see `watch`).
+//! Every watch goes through `watch::watch` or `.watches_resilient` (its own backoff, its
+//! errors stopped there), never `Controller::watches`: kube-runtime pauses all of a
+//! controller's triggers behind one backoff on any watch's error (see `watch`).
 //!
 //! Layering: `runtime` → `controller` (reconcile logic) → `iam` (IAM port) and `k8s`
 //! (Kubernetes adapters) → `api` (types).
@@ -31,7 +31,7 @@ use reconcile::{error_policy, reconcile};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use watch::{WatchBackoff, watch};
+use watch::{ResilientWatches, WatchBackoff, watch};
 
 /// Maps a changed IamTenancyPolicy to the objects it concerns: those in namespaces its
 /// selector matches now or matched before the change (it may have stopped selecting some).
@@ -244,8 +244,9 @@ pub async fn run(
         let policy_store = policy_ctl.store();
         synced.push(cache_synced(policy_ctl.store()));
         let policy_ctl = policy_ctl
-            .watches_stream(
-                watch(tenancy.clone(), wc.clone()).touched_objects(),
+            .watches_resilient(
+                tenancy.clone(),
+                wc.clone(),
                 governed_by(policy_store, namespace_labels.clone()),
             )
             .shutdown_on_signal()
@@ -261,23 +262,21 @@ pub async fn run(
         synced.push(cache_synced(group_ctl.store()));
         let all_groups = group_ctl.store();
         let group_ctl = group_ctl
-            .watches_stream(
-                watch(tenancy.clone(), wc.clone()).touched_objects(),
+            .watches_resilient(
+                tenancy.clone(),
+                wc.clone(),
                 governed_by(all_groups, namespace_labels.clone()),
             )
-            .watches_stream(
-                watch(policies.clone(), wc.clone()).touched_objects(),
-                move |p: IamPolicy| {
-                    let ns = p.namespace();
-                    let name = p.name_any();
-                    group_store
-                        .state()
-                        .into_iter()
-                        .filter(|g| g.namespace() == ns && refs_policy(&g.spec.policies, &name))
-                        .map(|g| ObjectRef::from_obj(g.as_ref()))
-                        .collect::<Vec<_>>()
-                },
-            )
+            .watches_resilient(policies.clone(), wc.clone(), move |p: IamPolicy| {
+                let ns = p.namespace();
+                let name = p.name_any();
+                group_store
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.namespace() == ns && refs_policy(&g.spec.policies, &name))
+                    .map(|g| ObjectRef::from_obj(g.as_ref()))
+                    .collect::<Vec<_>>()
+            })
             .shutdown_on_signal()
             .run(reconcile::<IamGroup>, error_policy::<IamGroup>, ctx.clone())
             .for_each(|_| futures::future::ready(()));
@@ -289,8 +288,9 @@ pub async fn run(
         let by_group = user_ctl.store();
         let all_users = user_ctl.store();
         let user_ctl = user_ctl
-            .watches_stream(
-                watch(tenancy, wc.clone()).touched_objects(),
+            .watches_resilient(
+                tenancy,
+                wc.clone(),
                 governed_by(all_users, namespace_labels.clone()),
             )
             .owns_stream({
@@ -309,26 +309,24 @@ pub async fn run(
                 .touched_objects()
                 .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
             })
-            .watches_stream(
-                watch(policies, wc.clone()).touched_objects(),
-                move |p: IamPolicy| {
-                    let ns = p.namespace();
-                    let name = p.name_any();
-                    by_policy
-                        .state()
-                        .into_iter()
-                        .filter(|u| {
-                            u.namespace() == ns
-                                && (refs_policy(&u.spec.policies, &name)
-                                    || u.spec.permissions_boundary.as_ref().is_some_and(|b| {
-                                        refs_policy(std::slice::from_ref(b), &name)
-                                    }))
-                        })
-                        .map(|u| ObjectRef::from_obj(u.as_ref()))
-                        .collect::<Vec<_>>()
-                },
-            )
-            .watches_stream(watch(groups, wc).touched_objects(), move |g: IamGroup| {
+            .watches_resilient(policies, wc.clone(), move |p: IamPolicy| {
+                let ns = p.namespace();
+                let name = p.name_any();
+                by_policy
+                    .state()
+                    .into_iter()
+                    .filter(|u| {
+                        u.namespace() == ns
+                            && (refs_policy(&u.spec.policies, &name)
+                                || u.spec
+                                    .permissions_boundary
+                                    .as_ref()
+                                    .is_some_and(|b| refs_policy(std::slice::from_ref(b), &name)))
+                    })
+                    .map(|u| ObjectRef::from_obj(u.as_ref()))
+                    .collect::<Vec<_>>()
+            })
+            .watches_resilient(groups, wc, move |g: IamGroup| {
                 let ns = g.namespace();
                 let name = g.name_any();
                 by_group

@@ -17,10 +17,13 @@
 use futures::{Stream, StreamExt};
 use kube::Resource;
 use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::Backoff;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
+use std::hash::Hash;
 use std::time::Duration;
 
 /// Exponential backoff with jitter for one watch: 800 ms doubling to 10 s (client-go starts
@@ -133,6 +136,42 @@ where
 {
     let kind = K::kind(&K::DynamicType::default()).into_owned();
     resilient(watcher(api, config), kind, WatchBackoff::default())
+}
+
+/// `Controller::watches` with a [`watch`] instead of kube-runtime's bare watcher.
+pub trait ResilientWatches<K: Resource> {
+    fn watches_resilient<Other, I>(
+        self,
+        api: Api<Other>,
+        config: watcher::Config,
+        mapper: impl Fn(Other) -> I + Sync + Send + 'static,
+    ) -> Self
+    where
+        Other: Clone + Resource + DeserializeOwned + Debug + Send + 'static,
+        Other::DynamicType: Default + Debug + Clone,
+        I: 'static + IntoIterator<Item = ObjectRef<K>>,
+        I::IntoIter: Send;
+}
+
+impl<K> ResilientWatches<K> for Controller<K>
+where
+    K: Clone + Resource + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    fn watches_resilient<Other, I>(
+        self,
+        api: Api<Other>,
+        config: watcher::Config,
+        mapper: impl Fn(Other) -> I + Sync + Send + 'static,
+    ) -> Self
+    where
+        Other: Clone + Resource + DeserializeOwned + Debug + Send + 'static,
+        Other::DynamicType: Default + Debug + Clone,
+        I: 'static + IntoIterator<Item = ObjectRef<K>>,
+        I::IntoIter: Send,
+    {
+        self.watches_stream(watch(api, config).touched_objects(), mapper)
+    }
 }
 
 #[cfg(test)]
