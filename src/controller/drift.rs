@@ -31,11 +31,16 @@ pub struct Changed {
     pub groups: BTreeSet<String>,
     /// Policy ARNs.
     pub policies: BTreeSet<String>,
+    /// Role names, lower-cased.
+    pub roles: BTreeSet<String>,
 }
 
 impl Changed {
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty() && self.policies.is_empty()
+        self.users.is_empty()
+            && self.groups.is_empty()
+            && self.policies.is_empty()
+            && self.roles.is_empty()
     }
 }
 
@@ -54,6 +59,7 @@ pub fn changed(before: &AccountSnapshot, after: &AccountSnapshot) -> Changed {
         users: lower(diff(&before.users, &after.users)),
         groups: lower(diff(&before.groups, &after.groups)),
         policies: diff(&before.policies, &after.policies),
+        roles: lower(diff(&before.roles, &after.roles)),
     }
 }
 
@@ -339,6 +345,17 @@ pub fn drifted(
             false,
             passes,
         ),
+        // What the operator writes to roles is not recorded: their passes are compared, so
+        // the operator's own change shows as drift once (a reconcile that finds nothing to
+        // do), and a change undone before the next pass is left to the resync.
+        roles: pass::<()>(
+            &before.roles,
+            &after.roles,
+            &BTreeMap::new(),
+            |_| None,
+            true,
+            passes,
+        ),
     }
 }
 
@@ -351,7 +368,7 @@ mod tests {
         AccountSnapshot {
             users: map(users),
             groups: map(groups),
-            policies: BTreeMap::new(),
+            ..AccountSnapshot::default()
         }
     }
 

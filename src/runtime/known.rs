@@ -4,8 +4,9 @@
 
 use crate::controller::drift::{Known, KnownGroup, KnownUser};
 use crate::iam::{
-    AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamResult, KeyStatus, NewAccessKey,
-    PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal, UserInfo,
+    AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamResult, InstanceProfileInfo, KeyStatus,
+    NewAccessKey, NewRole, PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal,
+    RoleInfo, UserInfo,
 };
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -49,6 +50,8 @@ impl KnowingIam {
             }
             (Principal::User(u), Err(_)) => k.forget_user(u),
             (Principal::Group(g), Err(_)) => k.forget_group(g),
+            // Roles are not recorded: the drift scan compares their passes only.
+            (Principal::Role(_), _) => {}
         })
     }
 
@@ -81,6 +84,7 @@ fn attached(k: &mut Known, principal: Principal<'_>, f: impl FnOnce(&mut BTreeSe
                 f(a)
             }
         }),
+        Principal::Role(_) => {}
     }
 }
 
@@ -100,6 +104,7 @@ fn inline(
                 f(a)
             }
         }),
+        Principal::Role(_) => {}
     }
 }
 
@@ -219,6 +224,7 @@ impl Iam for KnowingIam {
             self.note(|k| match principal {
                 Principal::User(u) => k.user(u, |u| u.attached = Some(set(arns))),
                 Principal::Group(g) => k.group(g, |g| g.attached = Some(set(arns))),
+                Principal::Role(_) => {}
             });
         }
         r
@@ -254,6 +260,7 @@ impl Iam for KnowingIam {
                         .groups
                         .get(&g.to_lowercase())
                         .and_then(|e| e.state.as_ref().and_then(|g| g.inline.clone())),
+                    Principal::Role(_) => None,
                 }
                 .unwrap_or_default();
                 // Names listed now; documents kept only where already known for that name
@@ -265,6 +272,7 @@ impl Iam for KnowingIam {
                 match principal {
                     Principal::User(u) => k.user(u, |u| u.inline = Some(now)),
                     Principal::Group(g) => k.group(g, |g| g.inline = Some(now)),
+                    Principal::Role(_) => {}
                 }
             });
         }
@@ -481,5 +489,71 @@ impl Iam for KnowingIam {
     }
     async fn delete_other_credentials(&self, user: &str) -> IamResult<()> {
         self.inner.delete_other_credentials(user).await
+    }
+
+    // Roles: passed through, not recorded (the drift scan compares their passes only).
+    async fn caller_arn(&self) -> IamResult<String> {
+        self.inner.caller_arn().await
+    }
+    async fn get_role(&self, name: &str) -> IamResult<RoleInfo> {
+        self.inner.get_role(name).await
+    }
+    async fn create_role(&self, role: &NewRole<'_>) -> IamResult<RoleInfo> {
+        self.inner.create_role(role).await
+    }
+    async fn update_role(
+        &self,
+        name: &str,
+        description: &str,
+        max_session_duration: i32,
+    ) -> IamResult<()> {
+        self.inner
+            .update_role(name, description, max_session_duration)
+            .await
+    }
+    async fn update_assume_role_policy(&self, name: &str, document: &str) -> IamResult<()> {
+        self.inner.update_assume_role_policy(name, document).await
+    }
+    async fn tag_role(&self, name: &str, tags: &BTreeMap<String, String>) -> IamResult<()> {
+        self.inner.tag_role(name, tags).await
+    }
+    async fn untag_role(&self, name: &str, keys: &[String]) -> IamResult<()> {
+        self.inner.untag_role(name, keys).await
+    }
+    async fn put_role_permissions_boundary(&self, role: &str, arn: &str) -> IamResult<()> {
+        self.inner.put_role_permissions_boundary(role, arn).await
+    }
+    async fn delete_role_permissions_boundary(&self, role: &str) -> IamResult<()> {
+        self.inner.delete_role_permissions_boundary(role).await
+    }
+    async fn delete_role(&self, name: &str) -> IamResult<()> {
+        self.inner.delete_role(name).await
+    }
+    async fn get_instance_profile(&self, name: &str) -> IamResult<InstanceProfileInfo> {
+        self.inner.get_instance_profile(name).await
+    }
+    async fn create_instance_profile(
+        &self,
+        name: &str,
+        path: &str,
+    ) -> IamResult<InstanceProfileInfo> {
+        self.inner.create_instance_profile(name, path).await
+    }
+    async fn delete_instance_profile(&self, name: &str) -> IamResult<()> {
+        self.inner.delete_instance_profile(name).await
+    }
+    async fn add_role_to_instance_profile(&self, profile: &str, role: &str) -> IamResult<()> {
+        self.inner.add_role_to_instance_profile(profile, role).await
+    }
+    async fn remove_role_from_instance_profile(&self, profile: &str, role: &str) -> IamResult<()> {
+        self.inner
+            .remove_role_from_instance_profile(profile, role)
+            .await
+    }
+    async fn list_instance_profiles_for_role(
+        &self,
+        role: &str,
+    ) -> IamResult<Vec<InstanceProfileInfo>> {
+        self.inner.list_instance_profiles_for_role(role).await
     }
 }
