@@ -1097,7 +1097,7 @@ async fn run_examples(
             "delete",
             "-n",
             &examples_ns,
-            "iamuser,iamgroup,iampolicy",
+            "iamrole,iamuser,iamgroup,iampolicy",
             "--all",
             "--timeout=120s",
         ],

@@ -837,20 +837,28 @@ spec:
         !get.status.success(),
         "the operator created the ServiceAccount"
     );
-    until(&op, "DependencyNotReady", Duration::from_secs(60), async || {
-        cp.kubectl_ok(&[
-            "get",
-            "iamrole",
-            "app",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
-        ]) == "DependencyNotReady"
-    })
+    until(
+        &op,
+        "DependencyNotReady",
+        Duration::from_secs(60),
+        async || {
+            cp.kubectl_ok(&[
+                "get",
+                "iamrole",
+                "app",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+            ]) == "DependencyNotReady"
+        },
+    )
     .await;
     let get = cp.kubectl(&["get", "serviceaccount", "app", "-n", &ns]);
-    assert!(!get.status.success(), "the operator created the ServiceAccount");
+    assert!(
+        !get.status.success(),
+        "the operator created the ServiceAccount"
+    );
     apply_ok(
         cp,
         &format!(
