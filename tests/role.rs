@@ -346,13 +346,14 @@ async fn an_aws_principal_must_be_allowed_by_the_tenancy() {
             "Condition": {"StringEquals": {"sts:ExternalId": "build-42"}}
         }])
     );
-    // The rules narrow again: the role is Stalled and its trust is left as it was (the
-    // refusal comes before any write).
+    // The rules narrow again: the principal is no longer trusted (fail closed: with
+    // nothing left, the trust denies everyone) and the role is Stalled.
     w.tenancy(json!({"namespaceSelector": {}, "path": "/"}));
     stalled_with(
         reconcile(&w, &mut r, &accounts).await,
         "not in allowedTrustPrincipals",
     );
+    assert_eq!(trust_in_iam(&w, "team-a-ci").await, trust::nobody());
 }
 
 /// Session credentials: the operator's own principal is trusted, unless the tenancy

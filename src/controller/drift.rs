@@ -489,6 +489,25 @@ mod tests {
     }
 
     #[test]
+    fn roles_are_compared_between_passes_case_insensitively() {
+        let (first, _, second) = times();
+        let mut s1 = AccountSnapshot::default();
+        s1.roles.insert("App".into(), 1);
+        s1.roles.insert("same".into(), 2);
+        let mut s2 = s1.clone();
+        s2.roles.insert("App".into(), 3);
+        s2.roles.insert("new".into(), 4);
+        let c = drifted(&s1, &s2, &Known::default(), (first, second));
+        assert_eq!(
+            c.roles,
+            ["app", "new"].map(String::from).into_iter().collect()
+        );
+        assert!(!c.is_empty() && c.users.is_empty());
+        assert_eq!(changed(&s1, &s2).roles, c.roles);
+        assert!(drifted(&s2, &s2, &Known::default(), (first, second)).is_empty());
+    }
+
+    #[test]
     fn without_knowledge_the_passes_are_compared() {
         let (first, write, second) = times();
         let mut s1 = AccountSnapshot::default();

@@ -115,34 +115,40 @@ fn max_session(obj: &IamRole) -> Result<i32> {
 
 /// The identity that will call `sts:AssumeRole` for the role's session credentials: the
 /// role the operator acts as for the namespace, or the operator itself.
-fn session_principal<'a>(engine: &'a Engine, tenancy: &'a Tenancy) -> Result<&'a str> {
+fn session_principal<'a>(
+    engine: &'a Engine,
+    tenancy: &'a Tenancy,
+) -> std::result::Result<&'a str, String> {
     if let Some((role, _)) = &tenancy.role {
         return Ok(role);
     }
     engine.settings.operator_principal_arn.as_deref().ok_or_else(|| {
-        Error::InvalidSpec(
-            "spec.sessionCredentials needs the operator's own IAM principal in the trust policy, but it is unknown (no --operator-principal-arn, and sts:GetCallerIdentity failed at start-up); ask the platform team to set --operator-principal-arn".into(),
-        )
+        "spec.sessionCredentials needs the operator's own IAM principal in the trust policy, but it is unknown (no --operator-principal-arn, and sts:GetCallerIdentity failed at start-up); ask the platform team to set --operator-principal-arn".to_string()
     })
 }
 
-/// The trust document the spec asks for, checked against the tenancy: a refusal is
-/// `InvalidSpec` (Stalled) before anything is created in IAM.
-async fn desired_trust(
-    engine: &Engine,
-    tenancy: &Tenancy,
-    obj: &IamRole,
-) -> Result<serde_json::Value> {
+/// The trust document of what the tenancy allows of the spec, and the refusals. A role
+/// that does not exist yet is not created while anything is refused; an existing one gets
+/// the allowed part (fail closed), then the refusals are reported.
+async fn desired_trust(engine: &Engine, tenancy: &Tenancy, obj: &IamRole) -> Result<trust::Built> {
     let namespace = obj.namespace().unwrap_or_default();
+    let mut refused = Vec::new();
     let session = match &obj.spec.session_credentials {
         None => None,
         Some(_) if !tenancy.session_credentials => {
-            return Err(Error::InvalidSpec(format!(
+            refused.push(format!(
                 "spec.sessionCredentials is not allowed in namespace {namespace} ({} sets sessionCredentials: false); remove it, or use IRSA or Pod Identity",
                 tenancy.source
-            )));
+            ));
+            None
         }
-        Some(_) => Some(session_principal(engine, tenancy)?),
+        Some(_) => match session_principal(engine, tenancy) {
+            Ok(principal) => Some(principal),
+            Err(e) => {
+                refused.push(e);
+                None
+            }
+        },
     };
     let (_, partition) = engine.account().await?;
     let rules = trust::TrustRules {
@@ -153,7 +159,10 @@ async fn desired_trust(
         allowed: &tenancy.allowed_trust_principals,
         source: &tenancy.source,
     };
-    trust::build(&obj.spec.trust, &rules).map_err(Error::InvalidSpec)
+    let mut built = trust::build_allowed(&obj.spec.trust, &rules);
+    refused.append(&mut built.refused);
+    built.refused = refused;
+    Ok(built)
 }
 
 /// The role's pipeline; see the module documentation.
@@ -173,7 +182,10 @@ pub async fn reconcile(
         .map_err(Error::InvalidSpec)?;
     permissions::check_inline_size(InlineOwner::Role, &obj.spec.inline_policies)?;
     let max_session = max_session(obj)?;
-    let trust = desired_trust(engine, tenancy, obj).await?;
+    let trust::Built {
+        document: trust,
+        refused: trust_refused,
+    } = desired_trust(engine, tenancy, obj).await?;
     let trust_text = document::render(&trust);
     let namespace = obj.namespace().unwrap_or_default();
     let (boundary, boundary_refusal) = desired_boundary(
@@ -189,6 +201,10 @@ pub async fn reconcile(
     let description = obj.spec.description.clone().unwrap_or_default();
     let info = match observe(engine, Some(tenancy), obj, status).await? {
         Some(info) => info,
+        // Nothing is created while the trust is refused.
+        None if !trust_refused.is_empty() => {
+            return Err(Error::InvalidSpec(trust_refused.join("; ")));
+        }
         None => {
             let new = NewRole {
                 name: &name,
@@ -313,7 +329,8 @@ pub async fn reconcile(
 
     let annotations = sync_annotations(obj, status, &info.arn, accounts, &mut synced).await;
 
-    let mut refused: Vec<String> = boundary_refusal.into_iter().collect();
+    let mut refused: Vec<String> = trust_refused;
+    refused.extend(boundary_refusal);
     refused.append(&mut grants.refused);
     grants.refused = refused;
     grants.refusal()?;

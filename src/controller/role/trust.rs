@@ -107,15 +107,47 @@ impl TrustRules<'_> {
     }
 }
 
+/// A trust policy of what the rules allow, and what they refuse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Built {
+    pub document: Value,
+    /// One message per refused part, naming the field and the fix.
+    pub refused: Vec<String>,
+}
+
+/// Trusts no one: what a role's trust becomes when the rules refuse every part of it.
+pub fn nobody() -> Value {
+    json!({"Version": VERSION, "Statement": [{
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Action": "sts:AssumeRole"
+    }]})
+}
+
 /// The trust policy document for `trust` (with the session statement when
 /// `rules.session_principal` is set), or a refusal naming the field and the fix.
 pub fn build(trust: &RoleTrust, rules: &TrustRules<'_>) -> Result<Value, String> {
+    let built = build_allowed(trust, rules);
+    match built.refused.as_slice() {
+        [] => Ok(built.document),
+        all => Err(all.join("; ")),
+    }
+}
+
+/// The trust policy of the parts the rules allow (fail closed: a refused intent's
+/// statement is left out, a refused raw document entirely; with nothing left, no one is
+/// trusted), and the refusals.
+pub fn build_allowed(trust: &RoleTrust, rules: &TrustRules<'_>) -> Built {
+    let mut refused = Vec::new();
     let mut statements = match &trust.document {
-        Some(document) => {
-            check(document, rules)?;
-            statements_of(document)?
-        }
-        None => from_intents(trust, rules)?,
+        Some(document) => match check(document, rules).and_then(|()| statements_of(document)) {
+            Ok(statements) => statements,
+            Err(e) => {
+                refused.push(e);
+                Vec::new()
+            }
+        },
+        None => from_intents(trust, rules, &mut refused),
     };
     if let Some(operator) = rules.session_principal {
         statements.push(json!({
@@ -124,33 +156,46 @@ pub fn build(trust: &RoleTrust, rules: &TrustRules<'_>) -> Result<Value, String>
             "Action": "sts:AssumeRole"
         }));
     }
-    if statements.is_empty() {
-        return Err(
-            "trust names no one who may assume the role: set serviceAccounts, podIdentity, awsPrincipals or a document"
-                .into(),
-        );
-    }
-    Ok(json!({"Version": VERSION, "Statement": statements}))
+    let document = if statements.is_empty() {
+        if refused.is_empty() {
+            refused.push(
+                "trust names no one who may assume the role: set serviceAccounts, podIdentity, awsPrincipals or a document"
+                    .into(),
+            );
+        }
+        nobody()
+    } else {
+        json!({"Version": VERSION, "Statement": statements})
+    };
+    Built { document, refused }
 }
 
-fn from_intents(trust: &RoleTrust, rules: &TrustRules<'_>) -> Result<Vec<Value>, String> {
+fn from_intents(
+    trust: &RoleTrust,
+    rules: &TrustRules<'_>,
+    refused: &mut Vec<String>,
+) -> Vec<Value> {
     let mut statements = Vec::new();
     if !trust.service_accounts.is_empty() {
-        let (provider, issuer) = rules.oidc("trust.serviceAccounts")?;
-        let subjects: Vec<String> = trust
-            .service_accounts
-            .iter()
-            .map(|sa| subject(rules.namespace, &sa.name))
-            .collect();
-        statements.push(json!({
-            "Effect": "Allow",
-            "Principal": {"Federated": provider},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {
-                format!("{issuer}:sub"): subjects,
-                format!("{issuer}:aud"): "sts.amazonaws.com",
-            }}
-        }));
+        match rules.oidc("trust.serviceAccounts") {
+            Ok((provider, issuer)) => {
+                let subjects: Vec<String> = trust
+                    .service_accounts
+                    .iter()
+                    .map(|sa| subject(rules.namespace, &sa.name))
+                    .collect();
+                statements.push(json!({
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {"StringEquals": {
+                        format!("{issuer}:sub"): subjects,
+                        format!("{issuer}:aud"): "sts.amazonaws.com",
+                    }}
+                }));
+            }
+            Err(e) => refused.push(e),
+        }
     }
     if let Some(pods) = &trust.pod_identity {
         // Always the namespace: a tenant's role never trusts pods of other namespaces.
@@ -172,13 +217,12 @@ fn from_intents(trust: &RoleTrust, rules: &TrustRules<'_>) -> Result<Vec<Value>,
         }));
     }
     for (i, p) in trust.aws_principals.iter().enumerate() {
-        statements.push(aws_statement(
-            p,
-            rules,
-            &format!("trust.awsPrincipals[{i}].principal"),
-        )?);
+        match aws_statement(p, rules, &format!("trust.awsPrincipals[{i}].principal")) {
+            Ok(statement) => statements.push(statement),
+            Err(e) => refused.push(e),
+        }
     }
-    Ok(statements)
+    statements
 }
 
 fn aws_statement(
@@ -601,6 +645,40 @@ mod tests {
             ])
         );
         assert_eq!(check(&doc, &rules(&both)), Ok(()));
+    }
+
+    #[test]
+    fn refused_parts_are_left_out_and_nothing_left_trusts_no_one() {
+        let allowed = globs(&["arn:aws:iam::444455556666:role/ci-*"]);
+        let t = trust(json!({"awsPrincipals": [
+            {"principal": "arn:aws:iam::444455556666:role/ci-deploy"},
+            {"principal": "arn:aws:iam::999999999999:root"}
+        ]}));
+        let built = build_allowed(&t, &rules(&allowed));
+        assert_eq!(
+            built.document["Statement"],
+            json!([{
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::444455556666:role/ci-deploy"},
+                "Action": "sts:AssumeRole"
+            }])
+        );
+        assert_eq!(built.refused.len(), 1);
+        assert!(
+            built.refused[0].contains("trust.awsPrincipals[1]"),
+            "{:?}",
+            built.refused
+        );
+        let none = Globs::default();
+        let built = build_allowed(&t, &rules(&none));
+        assert_eq!(built.document, nobody());
+        assert_eq!(built.refused.len(), 2);
+        let raw = trust(
+            json!({"document": {"Statement": {"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"}}}),
+        );
+        let built = build_allowed(&raw, &rules(&none));
+        assert_eq!(built.document, nobody());
+        assert_eq!(built.refused.len(), 1);
     }
 
     #[test]
