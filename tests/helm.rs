@@ -680,7 +680,14 @@ async fn cluster_wide_release_installs_runs_upgrades_and_uninstalls() {
             .iter()
             .filter(|o| o.kind == "CustomResourceDefinition")
             .count();
-        assert_eq!(in_release, if install == "true" { 4 } else { 0 });
+        assert_eq!(
+            in_release,
+            if install == "true" {
+                crd_names().len()
+            } else {
+                0
+            }
+        );
         for crd in crd_names() {
             cp.kubectl_ok(&["get", "crd", &crd]);
         }

@@ -898,6 +898,64 @@ spec:
         }]})
     );
 
+    // The operator's own writes are not drift. Once the role has settled (the scans have
+    // seen what it wrote while it was created), a spec change costs one reconcile: the
+    // scans after its writes (TagRole) find what the operator knows and wake nothing.
+    let scans = async || {
+        emulator
+            .calls()
+            .await
+            .get("GetAccountAuthorizationDetails")
+            .copied()
+            .unwrap_or(0)
+    };
+    let settled_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = op.reconciles("IamRole");
+        let served = scans().await;
+        until(
+            &op,
+            "three drift scans",
+            Duration::from_secs(30),
+            async || scans().await >= served + 3,
+        )
+        .await;
+        if op.reconciles("IamRole") == before {
+            break;
+        }
+        assert!(
+            Instant::now() < settled_by,
+            "the role never settled\n{}",
+            tail(&op.logs(), 40)
+        );
+    }
+    let before = op.reconciles("IamRole");
+    apply_ok(
+        cp,
+        &manifest("{name: app}").replace("  trust:\n", "  tags: {tier: web}\n  trust:\n"),
+    );
+    until(&op, "the tag in IAM", Duration::from_secs(60), async || {
+        let out = aws.list_role_tags().role_name(&role).send().await.unwrap();
+        out.tags()
+            .iter()
+            .any(|t| t.key() == "tier" && t.value() == "web")
+    })
+    .await;
+    let served = scans().await;
+    until(
+        &op,
+        "three drift scans after the write",
+        Duration::from_secs(30),
+        async || scans().await >= served + 3,
+    )
+    .await;
+    assert_eq!(
+        op.reconciles("IamRole"),
+        before + 1,
+        "the drift scan took the operator's own write for drift\n{}",
+        tail(&op.logs(), 40)
+    );
+
     // Out of band: the managed policy detached, the inline one deleted, the trust opened.
     aws.detach_role_policy()
         .role_name(&role)

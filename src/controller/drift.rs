@@ -169,6 +169,58 @@ impl KnownPolicy {
     }
 }
 
+/// What the operator last read or wrote of one role: what the authorization details
+/// report of it (description and session length are not among them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KnownRole {
+    pub path: Option<String>,
+    /// The trust policy, as JSON text.
+    pub trust: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub boundary: Option<Option<String>>,
+    pub attached: Option<BTreeSet<String>>,
+    pub inline: Option<Inline>,
+    /// Names of the instance profiles the role is in.
+    pub profiles: Option<BTreeSet<String>>,
+}
+
+impl KnownRole {
+    /// A role just created: what the request set, and nothing attached yet.
+    pub fn created(
+        path: &str,
+        trust: &str,
+        tags: &BTreeMap<String, String>,
+        boundary: Option<&str>,
+    ) -> Self {
+        Self {
+            path: Some(path.to_string()),
+            trust: Some(trust.to_string()),
+            tags: Some(tags.clone()),
+            boundary: Some(boundary.map(str::to_string)),
+            attached: Some(BTreeSet::new()),
+            inline: Some(BTreeMap::new()),
+            profiles: Some(BTreeSet::new()),
+        }
+    }
+
+    /// The fingerprint a pass would report for this state (`iam::aws`), if every part is
+    /// known.
+    pub fn fingerprint(&self) -> Option<u64> {
+        let tags = self.tags.as_ref()?;
+        Some(fingerprint((
+            Some(self.path.as_deref()?),
+            Some(self.trust.as_deref()?),
+            strs(self.attached.as_ref()?),
+            inline(self.inline.as_ref()?)?,
+            self.boundary.as_ref()?.as_deref(),
+            tags.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+            strs(self.profiles.as_ref()?),
+        )))
+    }
+}
+
 /// One entity's state as the operator knows it (`None`: the operator deleted it, or read
 /// that it does not exist), and when the operator last changed it in IAM.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +238,8 @@ pub struct Known {
     pub users: BTreeMap<String, Entry<KnownUser>>,
     pub groups: BTreeMap<String, Entry<KnownGroup>>,
     pub policies: BTreeMap<String, Entry<KnownPolicy>>,
+    /// By lower-cased role name.
+    pub roles: BTreeMap<String, Entry<KnownRole>>,
 }
 
 fn entry<'a, T>(map: &'a mut BTreeMap<String, Entry<T>>, key: &str) -> &'a mut Entry<T> {
@@ -236,6 +290,20 @@ impl Known {
         let e = entry(&mut self.policies, arn);
         e.state = None;
         e.written = at.or(e.written);
+    }
+    pub fn role(&mut self, name: &str, f: impl FnOnce(&mut KnownRole)) {
+        f(present(entry(&mut self.roles, &name.to_lowercase())))
+    }
+    pub fn wrote_role(&mut self, name: &str, at: Instant) {
+        entry(&mut self.roles, &name.to_lowercase()).written = Some(at);
+    }
+    pub fn role_gone(&mut self, name: &str, at: Option<Instant>) {
+        let e = entry(&mut self.roles, &name.to_lowercase());
+        e.state = None;
+        e.written = at.or(e.written);
+    }
+    pub fn forget_role(&mut self, name: &str) {
+        self.roles.remove(&name.to_lowercase());
     }
     /// A write whose effect is unknown (it failed): nothing is known of the entity.
     pub fn forget_user(&mut self, name: &str) {
@@ -345,14 +413,11 @@ pub fn drifted(
             false,
             passes,
         ),
-        // What the operator writes to roles is not recorded: their passes are compared, so
-        // the operator's own change shows as drift once (a reconcile that finds nothing to
-        // do), and a change undone before the next pass is left to the resync.
-        roles: pass::<()>(
+        roles: pass(
             &before.roles,
             &after.roles,
-            &BTreeMap::new(),
-            |_| None,
+            &known.roles,
+            KnownRole::fingerprint,
             true,
             passes,
         ),
@@ -486,6 +551,35 @@ mod tests {
         // Without the tag, the third pass shows just the write: not drift.
         s3.users.insert("u".into(), fp(&new));
         assert!(drifted(&s2, &s3, &known, (second, third)).is_empty());
+    }
+
+    #[test]
+    fn the_operators_own_role_writes_are_not_drift_but_changes_after_them_are() {
+        let (first, write, second) = times();
+        let tags = BTreeMap::from([("team".to_string(), "a".to_string())]);
+        let mut role = KnownRole::created("/", "{\"Statement\":[]}", &tags, None);
+        role.attached = Some(["arn:p".to_string()].into_iter().collect());
+        let mut known = Known::default();
+        known.role("App", |r| *r = role.clone());
+        known.wrote_role("App", write);
+        let before = AccountSnapshot::default();
+        let mut after = AccountSnapshot::default();
+        after
+            .roles
+            .insert("App".into(), role.fingerprint().unwrap());
+        assert!(drifted(&before, &after, &known, (first, second)).is_empty());
+        // Detached out of band after the operator's write.
+        let mut detached = role.clone();
+        detached.attached = Some(BTreeSet::new());
+        after
+            .roles
+            .insert("App".into(), detached.fingerprint().unwrap());
+        let c = drifted(&before, &after, &known, (first, second));
+        assert_eq!(c.roles, ["app"].map(String::from).into_iter().collect());
+        // A part not known (the profiles never listed): the passes decide.
+        let mut partial = role.clone();
+        partial.profiles = None;
+        assert!(partial.fingerprint().is_none());
     }
 
     #[test]

@@ -1016,7 +1016,7 @@ impl Iam for AwsIam {
                     r.path(),
                     r.assume_role_policy_document().map(decode_document),
                     attached(r.attached_managed_policies()),
-                    inline(r.role_policy_list()),
+                    inline_decoded(r.role_policy_list()),
                     r.permissions_boundary()
                         .and_then(|b| b.permissions_boundary_arn()),
                     sorted(r.tags().iter().map(|t| (t.key(), t.value()))),
@@ -1546,6 +1546,18 @@ fn inline(policies: &[aws_sdk_iam::types::PolicyDetail]) -> Vec<(Option<&str>, O
         policies
             .iter()
             .map(|p| (p.policy_name(), p.policy_document())),
+    )
+}
+
+/// Inline policies with their documents decoded (IAM sends them URL-encoded here), as the
+/// operator knows them from `GetRolePolicy` and `PutRolePolicy`.
+fn inline_decoded(
+    policies: &[aws_sdk_iam::types::PolicyDetail],
+) -> Vec<(Option<&str>, Option<String>)> {
+    sorted(
+        policies
+            .iter()
+            .map(|p| (p.policy_name(), p.policy_document().map(decode_document))),
     )
 }
 
