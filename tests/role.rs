@@ -714,17 +714,15 @@ fn apply_ok(cp: &ControlPlane, manifest: &str) {
 }
 
 fn wait_ready(cp: &ControlPlane, op: &Operator, ns: &str, target: &str) {
+    wait_ready_within(cp, op, ns, target, 90)
+}
+
+fn wait_ready_within(cp: &ControlPlane, op: &Operator, ns: &str, target: &str, secs: u64) {
+    let timeout = format!("--timeout={secs}s");
     let out = kubectl_with_operator(
         cp,
         op,
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "-n",
-            ns,
-            "--timeout=90s",
-            target,
-        ],
+        &["wait", "--for=condition=Ready", "-n", ns, &timeout, target],
     );
     if !out.status.success() {
         let state = cp.kubectl(&["get", "iam", "-n", ns, "-o", "yaml"]);
@@ -866,7 +864,9 @@ spec:
             "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: app, namespace: {ns}}}\n"
         ),
     );
-    wait_ready(cp, &op, &ns, "iamrole/app");
+    // Woken by the ServiceAccount watch: the backstop requeue of a waiting role is a
+    // minute away.
+    wait_ready_within(cp, &op, &ns, "iamrole/app", 20);
     let arn = cp.kubectl_ok(&[
         "get",
         "iamrole",
