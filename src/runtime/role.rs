@@ -54,7 +54,8 @@ impl KubeServiceAccounts {
             .annotations()
             .get(ROLE_ARN_ANNOTATION)
             .map(String::as_str);
-        if role_arn.is_some() && has == role_arn {
+        // Already as wanted: no write (each would wake the roles watching the account).
+        if has == role_arn {
             return Ok(true);
         }
         let mut metadata = serde_json::json!({
