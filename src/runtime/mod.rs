@@ -12,14 +12,15 @@ pub mod client;
 pub mod context;
 mod known;
 pub mod reconcile;
+pub mod role;
 mod watch;
 
 pub use context::Context;
 pub use reconcile::{Managed, ReconcileError};
 
-use crate::api::{IamGroup, IamPolicy, IamTenancyPolicy, IamUser};
+use crate::api::{IamGroup, IamPolicy, IamRole, IamTenancyPolicy, IamUser};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::Api;
 use kube::core::{PartialObjectMeta, Selector, SelectorExt};
@@ -123,16 +124,22 @@ struct Wake<K: Managed> {
 }
 
 /// One wake per kind, per watched scope.
-type Wakes = Vec<(Wake<IamPolicy>, Wake<IamGroup>, Wake<IamUser>)>;
+type Wakes = Vec<(
+    Wake<IamPolicy>,
+    Wake<IamGroup>,
+    Wake<IamUser>,
+    Wake<IamRole>,
+)>;
 
 /// Wakes every object of a namespace whose labels changed: they decide which
 /// IamTenancyPolicy governs it.
 fn wake_namespace(wakes: &Wakes, namespace: &str) {
     let here = |ns: Option<String>| ns.as_deref() == Some(namespace);
-    for (policies, groups, users) in wakes {
+    for (policies, groups, users, roles) in wakes {
         policies.matching(|o| here(o.namespace()));
         groups.matching(|o| here(o.namespace()));
         users.matching(|o| here(o.namespace()));
+        roles.matching(|o| here(o.namespace()));
     }
 }
 
@@ -179,7 +186,7 @@ async fn drift_scan(ctx: Arc<Context>, interval: Duration, wakes: Arc<Wakes>) {
             if !changed.is_empty() {
                 tracing::info!(?changed, "drift scan: IAM changed");
             }
-            for (policies, groups, users) in wakes.iter() {
+            for (policies, groups, users, roles) in wakes.iter() {
                 policies.matching(|p| {
                     p.status
                         .as_ref()
@@ -189,6 +196,7 @@ async fn drift_scan(ctx: Arc<Context>, interval: Duration, wakes: Arc<Wakes>) {
                 // IAM names are case-insensitive; the scan reports them lower-cased.
                 groups.matching(|g| changed.groups.contains(&g.iam_name().to_lowercase()));
                 users.matching(|u| changed.users.contains(&u.iam_name().to_lowercase()));
+                roles.matching(|r| changed.roles.contains(&r.iam_name().to_lowercase()));
             }
         }
         previous = Some((now, started));
@@ -281,9 +289,80 @@ pub async fn run(
             .run(reconcile::<IamGroup>, error_policy::<IamGroup>, ctx.clone())
             .for_each(|_| futures::future::ready(()));
 
+        let (role_ctl, role_wake) = controller(
+            match &ns {
+                Some(ns) => Api::<IamRole>::namespaced(client.clone(), ns),
+                None => Api::<IamRole>::all(client.clone()),
+            },
+            &config,
+        );
+        synced.push(cache_synced(role_ctl.store()));
+        let role_ctl = {
+            let all_roles = role_ctl.store();
+            let by_policy = role_ctl.store();
+            let by_account = role_ctl.store();
+            // Metadata only: a ServiceAccount's creation (or an edit of its annotations)
+            // matters to the roles that annotate it, never its payload.
+            let accounts: Api<PartialObjectMeta<ServiceAccount>> = match &ns {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            role_ctl
+                .watches_resilient(
+                    tenancy.clone(),
+                    wc.clone(),
+                    governed_by(all_roles, namespace_labels.clone()),
+                )
+                .watches_resilient(policies.clone(), wc.clone(), move |p: IamPolicy| {
+                    let ns = p.namespace();
+                    let name = p.name_any();
+                    by_policy
+                        .state()
+                        .into_iter()
+                        .filter(|r| {
+                            r.namespace() == ns
+                                && (refs_policy(&r.spec.policies, &name)
+                                    || r.spec.permissions_boundary.as_ref().is_some_and(|b| {
+                                        refs_policy(std::slice::from_ref(b), &name)
+                                    }))
+                        })
+                        .map(|r| ObjectRef::from_obj(r.as_ref()))
+                        .collect::<Vec<_>>()
+                })
+                .watches_resilient(
+                    accounts,
+                    wc.clone(),
+                    move |sa: PartialObjectMeta<ServiceAccount>| {
+                        let ns = sa.namespace();
+                        let name = sa.name_any();
+                        by_account
+                            .state()
+                            .into_iter()
+                            .filter(|r| {
+                                r.namespace() == ns
+                                    && r.spec.trust.annotate_service_accounts == Some(true)
+                                    && (r
+                                        .spec
+                                        .trust
+                                        .service_accounts
+                                        .iter()
+                                        .any(|s| s.name == name)
+                                        || r.status.as_ref().is_some_and(|s| {
+                                            s.annotated_service_accounts.contains(&name)
+                                        }))
+                            })
+                            .map(|r| ObjectRef::from_obj(r.as_ref()))
+                            .collect::<Vec<_>>()
+                    },
+                )
+                .shutdown_on_signal()
+                .run(reconcile::<IamRole>, error_policy::<IamRole>, ctx.clone())
+                .for_each(|_| futures::future::ready(()))
+        };
+
         let (user_ctl, user_wake) = controller(users.clone(), &config);
         synced.push(cache_synced(user_ctl.store()));
-        wakes.push((policy_wake, group_wake, user_wake));
+        wakes.push((policy_wake, group_wake, user_wake, role_wake));
         let by_policy = user_ctl.store();
         let by_group = user_ctl.store();
         let all_users = user_ctl.store();
@@ -347,7 +426,7 @@ pub async fn run(
             .for_each(|_| futures::future::ready(()));
 
         all.push(Box::pin(async move {
-            futures::join!(policy_ctl, group_ctl, user_ctl);
+            futures::join!(policy_ctl, group_ctl, user_ctl, role_ctl);
         })
             as std::pin::Pin<
                 Box<dyn std::future::Future<Output = ()> + Send>,
