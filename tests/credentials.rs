@@ -190,11 +190,20 @@ impl Case {
     /// From now on the operator signs as a new IAM user whose only permission is `document`.
     async fn run_operator_as(&mut self, user: &str, document: &str) {
         self.iam.create_user().user_name(user).send().await.unwrap();
-        self.iam
-            .put_user_policy()
-            .user_name(user)
-            .policy_name("iam-operator")
+        // A managed policy, as an operator's role would have: the documented policy is over
+        // the 2,048 bytes IAM allows a user's inline policies (a managed one may hold 6,144).
+        let policy = self
+            .iam
+            .create_policy()
+            .policy_name(format!("{user}-policy"))
             .policy_document(document)
+            .send()
+            .await
+            .unwrap();
+        self.iam
+            .attach_user_policy()
+            .user_name(user)
+            .policy_arn(policy.policy().unwrap().arn().unwrap())
             .send()
             .await
             .unwrap();
@@ -1419,7 +1428,10 @@ async fn the_documented_iam_policy_is_all_the_operator_needs() {
     c.stop();
 
     c.run_operator_as("operator", &documented).await;
-    c.start(&[]);
+    c.start(&[(
+        "IAM_OPERATOR_OIDC_PROVIDER_ARN",
+        "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/DOCUMENTED",
+    )]);
     let ns = c.ns.clone();
     c.apply(&format!(
         r#"apiVersion: iam.kubeop.dev/v1alpha1
@@ -1460,9 +1472,43 @@ spec:
     c.wait_settled("dev").await;
     assert_eq!(login_profile(&c, "dev").await, Some(true));
 
+    // A role with everything a role can have: its life cycle needs nothing more either.
+    c.apply(&format!(
+        r#"apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamRole
+metadata: {{name: app, namespace: {ns}}}
+spec:
+  # No spaces: the emulator's signature check re-encodes a space differently from the SDK.
+  description: documented-policy-role
+  maxSessionDuration: 2h
+  tags: {{team: a}}
+  trust: {{serviceAccounts: [{{name: app}}]}}
+  permissionsBoundary: {{arn: "arn:aws:iam::aws:policy/PowerUserAccess"}}
+  policies: [{{policyRef: {{name: reader}}}}, {{arn: "arn:aws:iam::aws:policy/ReadOnlyAccess"}}]
+  inlinePolicies:
+    - name: own
+      document: {{Version: "2012-10-17", Statement: [{{Effect: Allow, Action: "s3:ListBucket", Resource: "*"}}]}}
+  instanceProfile: true
+"#
+    ));
+    let out = c.cp.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "iamrole/app",
+        "-n",
+        &ns,
+        "--timeout=90s",
+    ]);
+    assert!(
+        out.status.success(),
+        "the role did not become Ready under the documented policy: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+
     let out = c.cp.kubectl(&[
         "delete",
-        "iamuser,iamgroup,iampolicy",
+        "iamrole,iamuser,iamgroup,iampolicy",
         "--all",
         "-n",
         &ns,
@@ -1483,6 +1529,10 @@ spec:
     let mut left: Vec<&str> = users.users().iter().map(|u| u.user_name()).collect();
     left.sort();
     assert_eq!(left, ["admin", "operator", "operator-limited"]);
+    let roles = c.iam.list_roles().send().await.unwrap();
+    assert!(roles.roles().is_empty(), "{roles:?}");
+    let profiles = c.iam.list_instance_profiles().send().await.unwrap();
+    assert!(profiles.instance_profiles().is_empty(), "{profiles:?}");
     assert!(
         c.iam
             .list_groups()
@@ -1499,7 +1549,14 @@ spec:
         .send()
         .await
         .unwrap();
-    assert!(local.policies().is_empty(), "{:?}", local.policies());
+    let mut local: Vec<&str> = local
+        .policies()
+        .iter()
+        .filter_map(|p| p.policy_name())
+        .collect();
+    local.sort();
+    // Only the operators' own policies are left.
+    assert_eq!(local, ["operator-limited-policy", "operator-policy"]);
     c.finish().await;
 }
 
