@@ -7,7 +7,8 @@
 
 use super::{
     AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamError, IamResult, KeyStatus, NewAccessKey,
-    PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal, UserInfo,
+    PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal, SessionCredentials,
+    UserInfo,
 };
 use crate::leader::LeaseGuard;
 use async_trait::async_trait;
@@ -296,6 +297,21 @@ impl Iam for FencedIam {
         )
         .await
     }
+
+    // STS: a session is credentials issued, so it waits for the lease like a write.
+    async fn assume_role_session(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration: std::time::Duration,
+    ) -> IamResult<SessionCredentials> {
+        self.write(
+            "AssumeRole",
+            self.inner
+                .assume_role_session(role_arn, session_name, duration),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -516,6 +532,15 @@ mod tests {
             self.note("delete_other_credentials");
             Ok(())
         }
+        async fn assume_role_session(
+            &self,
+            _: &str,
+            _: &str,
+            _: Duration,
+        ) -> IamResult<SessionCredentials> {
+            self.note("assume_role_session");
+            missing("role")
+        }
     }
 
     const READS: [&str; 16] = [
@@ -637,6 +662,13 @@ mod tests {
                 "delete_other_credentials",
                 iam.delete_other_credentials("u").await,
             ),
+            (
+                "assume_role_session",
+                unit(
+                    iam.assume_role_session("arn", "s", Duration::from_secs(900))
+                        .await,
+                ),
+            ),
         ]
     }
 
@@ -681,7 +713,7 @@ mod tests {
             let (inner, iam) = fenced(&guard);
             let writes = call_everything(&iam).await;
             assert_eq!(inner.calls(), READS, "only reads reach IAM");
-            assert_eq!(writes.len(), 28);
+            assert_eq!(writes.len(), 29);
             for (name, result) in writes {
                 match result {
                     Err(IamError::Transient(m)) => {

@@ -5,7 +5,8 @@
 use crate::controller::drift::{Known, KnownGroup, KnownUser};
 use crate::iam::{
     AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamResult, KeyStatus, NewAccessKey,
-    PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal, UserInfo,
+    PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal, SessionCredentials,
+    UserInfo,
 };
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -481,5 +482,17 @@ impl Iam for KnowingIam {
     }
     async fn delete_other_credentials(&self, user: &str) -> IamResult<()> {
         self.inner.delete_other_credentials(user).await
+    }
+
+    // STS: a session changes nothing the drift scan compares.
+    async fn assume_role_session(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration: std::time::Duration,
+    ) -> IamResult<SessionCredentials> {
+        self.inner
+            .assume_role_session(role_arn, session_name, duration)
+            .await
     }
 }
