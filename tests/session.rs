@@ -441,6 +441,42 @@ async fn session_credentials_are_published_refreshed_and_removed_when_expired() 
         "{refused:?}"
     );
 
+    // 7b. Status lost after a publish (its write failed) while STS refuses: the expiry is
+    //     read from the Secret; credentials are kept until then, and removed after.
+    let untrust = |principal: String| {
+        let iam = iam.clone();
+        async move {
+            iam.update_assume_role_policy()
+                .role_name(ROLE)
+                .policy_document(trust_of(&principal))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    untrust(format!("arn:aws:iam::{ACCOUNT}:user/someone-else")).await;
+    let secret_expiry: Timestamp = data(&secret, "AWS_SESSION_EXPIRATION")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut lost = None;
+    let out = session::reconcile(&step(obj, Timestamp::now()), &mut lost)
+        .await
+        .unwrap();
+    let message = out.error.expect("STS refused").to_string();
+    assert!(message.contains("stay valid until"), "{message}");
+    assert_eq!(out.requeue_at, Some(secret_expiry));
+    let kept = secrets_api.get("app-aws-session").await.unwrap();
+    assert_eq!(data(&kept, "AWS_ACCESS_KEY_ID"), Some(id.clone()));
+    let out = session::reconcile(&step(obj, secret_expiry), &mut lost)
+        .await
+        .unwrap();
+    let message = out.error.expect("STS refused").to_string();
+    assert!(message.contains("were removed from Secret"), "{message}");
+    let cleared = secrets_api.get("app-aws-session").await.unwrap();
+    assert_eq!(data(&cleared, "AWS_ACCESS_KEY_ID"), None);
+    untrust(operator_arn()).await;
+
     // 8. A role whose trust never allowed the operator: an error saying what to fix, no
     //    Secret.
     let other = create_role_object(&roles, "denied", UNTRUSTED, "15m").await;

@@ -360,24 +360,29 @@ async fn failed(
     secret: Option<StoredSecret>,
     error: Error,
 ) -> Result<SessionOutcome> {
-    let published = status.as_ref().and_then(|s| s.expires_at.clone());
-    let message = match &published {
-        Some(expires) if !expired(status.as_ref(), step.now) => {
+    // When what is published expires: as status records it or, should status have been
+    // lost after a publish, as the Secret says.
+    let expiry = status
+        .as_ref()
+        .and_then(|s| s.expires_at.as_ref())
+        .map(|t| t.0)
+        .or_else(|| {
+            let secret = secret.as_ref()?;
+            secret.data.get(SESSION_SECRET_DATA[3])?.parse().ok()
+        });
+    let message = match expiry {
+        Some(expires) if step.now < expires => {
             return Ok(SessionOutcome {
-                requeue_at: Some(expires.0),
+                requeue_at: Some(expires),
                 issued: None,
                 error: Some(with_message(
                     error,
-                    format!(
-                        "the published session credentials stay valid until {}",
-                        expires.0
-                    ),
+                    format!("the published session credentials stay valid until {expires}"),
                 )),
             });
         }
         Some(expires) => format!(
-            "the session credentials expired at {} and were removed from Secret {name}",
-            expires.0
+            "the session credentials expired at {expires} and were removed from Secret {name}"
         ),
         None => "no session credentials are published".to_string(),
     };
