@@ -399,10 +399,28 @@ def age_session(access_key_id: str, seconds: float) -> bool:
     return True
 
 
+def _patch_unknown_caller() -> None:
+    """Without authentication enforced, moto answers GetCallerIdentity for a key it never
+    issued with `arn:aws:sts::ACCT:user/moto`, which is no ARN IAM knows (a trust policy
+    naming it is malformed). The emulator says `arn:aws:iam::ACCT:user/moto` instead."""
+    from moto.sts.models import STSBackend
+
+    orig = STSBackend.get_caller_identity
+
+    def get_caller_identity(self: Any, access_key_id: str, region: str) -> tuple[str, str, str]:
+        user_id, arn, account_id = orig(self, access_key_id, region)
+        if re.fullmatch(rf"{_PARTITION}:sts::\d{{12}}:user/moto", arn):
+            arn = arn.replace(":sts::", ":iam::", 1)
+        return user_id, arn, account_id
+
+    STSBackend.get_caller_identity = get_caller_identity
+
+
 def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
+    _patch_unknown_caller()
     _patch_roles()
     _patch_assume_role_authorization()
     _patch_assume_role_parameters()

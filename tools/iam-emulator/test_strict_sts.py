@@ -315,3 +315,16 @@ def test_role_chaining_sessions_are_trusted_by_role_arn_and_capped_at_an_hour(wo
         f"User: arn:aws:sts::{ACCOUNT}:assumed-role/chain-a/hop1 is not authorized to perform: "
         f"sts:AssumeRole on resource: {other}"
     )
+
+
+def test_an_unknown_caller_without_authentication_has_an_iam_arn_a_trust_can_name() -> None:
+    emu = Emulator(server_argv())
+    try:
+        ident = emu.client("sts").get_caller_identity()
+        assert ident["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/moto"
+        # Such a trust is accepted, and without authentication anyone may assume the role.
+        iam = emu.client()
+        arn = iam.create_role(RoleName="r", AssumeRolePolicyDocument=trust(allow({"AWS": ident["Arn"]})))["Role"]["Arn"]
+        assert emu.client("sts").assume_role(RoleArn=arn, RoleSessionName="s1")["Credentials"]["AccessKeyId"]
+    finally:
+        emu.stop()
