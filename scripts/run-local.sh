@@ -104,6 +104,7 @@ up() {
   KUBECONFIG="$KUBECONFIG_PATH" AWS_ENDPOINT_URL="$(cat "$STATE/emulator.url")" \
     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 \
     setsid nohup "$ROOT/target/debug/iam-operator" --cluster-name local \
+    --oidc-provider-arn "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE" \
     --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 \
     >"$STATE/operator.log" 2>&1 </dev/null &
   echo $! >"$STATE/operator.pid"
@@ -111,7 +112,7 @@ up() {
   step "applying examples/"
   kubectl apply -f "$ROOT/examples/"
   step "waiting for Ready"
-  kubectl wait --for=condition=Ready iampolicy,iamgroup,iamuser --all -A --timeout=300s
+  kubectl wait --for=condition=Ready iampolicy,iamgroup,iamuser,iamrole --all -A --timeout=300s
   show
 }
 

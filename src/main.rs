@@ -7,6 +7,7 @@ use iam_operator::iam::{AssumedRoles, AwsIam, FencedIam, Iam};
 use iam_operator::k8s::KubeDependencies;
 use iam_operator::leader::{Elector, LeaseConfig};
 use iam_operator::metrics::{Metrics, serve};
+use iam_operator::runtime::client::REQUEST_TIMEOUT;
 use iam_operator::runtime::{Context, run};
 use iam_operator::settings::{Globs, Settings};
 use kube::api::{Api, ListParams};
@@ -48,6 +49,16 @@ struct Args {
     /// that an administrator tagged `iam.kubeop.dev/adoptable-by=<cluster>/<namespace>`.
     #[arg(long, env = "IAM_OPERATOR_ALLOW_ADOPTION")]
     allow_adoption: bool,
+    /// ARN of the cluster's IAM OIDC provider
+    /// (`arn:aws:iam::<account>:oidc-provider/<issuer>`): IamRoles' `trust.serviceAccounts`
+    /// (IRSA) federate through it. Unset: such roles are refused.
+    #[arg(long, env = "IAM_OPERATOR_OIDC_PROVIDER_ARN")]
+    oidc_provider_arn: Option<String>,
+    /// The operator's own IAM principal, which IamRoles with `sessionCredentials` trust.
+    /// Default: the identity `sts:GetCallerIdentity` reports at start-up (an assumed role's
+    /// session as its role ARN; set this flag for a role with a path other than `/`).
+    #[arg(long, env = "IAM_OPERATOR_OPERATOR_PRINCIPAL_ARN")]
+    operator_principal_arn: Option<String>,
     /// Deletion policy of resources that do not set spec.deletionPolicy.
     #[arg(
         long,
@@ -211,7 +222,16 @@ async fn start(mut args: Args) -> Result<(), String> {
         },
         resync_interval: args.resync_interval.into(),
         allow_adoption: args.allow_adoption,
+        oidc_provider_arn: args.oidc_provider_arn,
+        operator_principal_arn: args.operator_principal_arn,
     };
+    if let Some(arn) = &settings.oidc_provider_arn
+        && iam_operator::controller::role::trust::issuer(arn).is_none()
+    {
+        return Err(format!(
+            "--oidc-provider-arn {arn} is not an OIDC provider ARN (arn:aws:iam::<account>:oidc-provider/<issuer>)"
+        ));
+    }
     if !settings.iam_path_prefix.starts_with('/') || !settings.iam_path_prefix.ends_with('/') {
         return Err("--iam-path-prefix must start and end with '/'".into());
     }
@@ -242,7 +262,9 @@ async fn start(mut args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client: {}", chain(&e)))?;
     let url = config.cluster_url.clone();
-    let client = kube::Client::try_from(config)
+    // Requests other than watches fail after 30 s instead of hanging on a connection that
+    // stopped answering (see `runtime::client`).
+    let client = iam_operator::runtime::client::client(config, REQUEST_TIMEOUT)
         .map_err(|e| format!("cannot configure the Kubernetes client: {}", chain(&e)))?;
     // Fail fast, with the fix in the message, when the cluster or the CRDs are missing.
     let probe: Api<IamPolicy> = match args.watch_namespace.first() {
@@ -297,6 +319,21 @@ async fn start(mut args: Args) -> Result<(), String> {
         }
     };
     let iam = fence(Arc::new(AwsIam::with_metrics(&aws, metrics.clone())));
+    let mut settings = settings;
+    // Resolved once: the identity that will call sts:AssumeRole for session credentials.
+    // Without it such roles are refused (their message names the flag); other kinds go on.
+    if settings.operator_principal_arn.is_none() {
+        match iam.caller_arn().await {
+            Ok(caller) => {
+                let principal = iam_operator::controller::role::trust::principal_of_caller(&caller);
+                tracing::info!(%principal, "operator principal for session credentials");
+                settings.operator_principal_arn = Some(principal);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resolve the operator's own principal; IamRoles with sessionCredentials are refused until --operator-principal-arn is set")
+            }
+        }
+    }
     let engine = Engine {
         iam,
         identities: Some(Arc::new(AssumedRoles::new(

@@ -17,6 +17,12 @@ pub struct Settings {
     /// Whether namespaces no IamTenancyPolicy selects may adopt entities tagged adoptable
     /// by them (`--allow-adoption`).
     pub allow_adoption: bool,
+    /// ARN of the cluster's IAM OIDC provider (`--oidc-provider-arn`), which IamRoles'
+    /// `trust.serviceAccounts` federate through (IRSA). `None`: such roles are refused.
+    pub oidc_provider_arn: Option<String>,
+    /// The operator's own IAM principal (`--operator-principal-arn`, or resolved at start-up
+    /// from `sts:GetCallerIdentity`), trusted by roles with session credentials.
+    pub operator_principal_arn: Option<String>,
 }
 
 impl Default for Settings {
@@ -29,6 +35,8 @@ impl Default for Settings {
             default_deletion_policy: DeletionPolicy::Delete,
             resync_interval: Duration::from_secs(600),
             allow_adoption: false,
+            oidc_provider_arn: None,
+            operator_principal_arn: None,
         }
     }
 }

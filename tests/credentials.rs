@@ -1528,7 +1528,11 @@ async fn a_storm_of_faults_leaves_no_orphaned_or_duplicate_key() {
         .unwrap()
         .error_for_status()
         .unwrap();
-    c.start(&[]);
+    // Two SDK attempts, not the default five: a fault the one retry does not absorb fails
+    // the reconcile, which the operator's own requeue must then carry (both layers stay
+    // exercised, and every fault is still served, as checked below), without the adaptive
+    // backoffs of five attempts (1 + 2 + 4 + 8 s) per call: 149 s to 79 s, measured.
+    c.start(&[("IAM_OPERATOR_IAM_MAX_ATTEMPTS", "2")]);
     let ns = c.ns.clone();
     let mut manifest = format!(
         "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamGroup\nmetadata: {{name: storm, namespace: {ns}}}\nspec: {{groupName: {ns}-storm}}\n"

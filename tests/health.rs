@@ -19,7 +19,13 @@ use std::time::{Duration, Instant};
 use support::cluster::{ControlPlane, Operator, tool};
 use support::emulator::{Emulator, repo_root};
 
-const KINDS: [&str; 4] = ["IamPolicy", "IamGroup", "IamUser", "IamTenancyPolicy"];
+const KINDS: [&str; 5] = [
+    "IamPolicy",
+    "IamGroup",
+    "IamUser",
+    "IamRole",
+    "IamTenancyPolicy",
+];
 /// Fixed so that regenerated fixtures differ only where the objects do.
 const NS: &str = "argocd-health";
 const PREFIX: &str = "/health/";
@@ -187,6 +193,17 @@ fn user(name: &str, path: &str, policy_ref: &str) -> String {
     )
 }
 
+/// A role for EKS Pod Identity (no OIDC provider needed) attaching `policy_ref`.
+fn role(name: &str, path: &str, policy_ref: &str) -> String {
+    manifest(
+        "IamRole",
+        name,
+        &format!(
+            "  path: {path}\n  trust:\n    podIdentity: {{}}\n  policies:\n    - policyRef: {{name: {policy_ref}}}\n"
+        ),
+    )
+}
+
 fn apply_ok(cp: &ControlPlane, manifest: &str) {
     let out = cp.apply(manifest);
     assert!(
@@ -243,20 +260,24 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
         policy("reader", "/health/"),
         group("readers", "/health/", "reader"),
         user("alice", "/health/", "reader"),
+        role("app", "/health/", "reader"),
         group("waiting", "/health/", "not-yet"),
         user("waiting", "/health/", "not-yet"),
+        role("waiting", "/health/", "not-yet"),
         policy("outside", "/elsewhere/"),
         group("outside", "/elsewhere/", "reader"),
         user("outside", "/elsewhere/", "reader"),
+        role("outside", "/elsewhere/", "reader"),
     ] {
         apply_ok(cp, &m);
     }
 
     let mut cases = Vec::new();
-    for kind in ["IamPolicy", "IamGroup", "IamUser"] {
+    for kind in ["IamPolicy", "IamGroup", "IamUser", "IamRole"] {
         let name = match kind {
             "IamPolicy" => "reader",
             "IamGroup" => "readers",
+            "IamRole" => "app",
             _ => "alice",
         };
         let (obj, yaml) = wait_for(cp, &op, kind, name, "Ready", |o| is_true(o, "Ready"));
@@ -280,7 +301,7 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
             yaml,
         });
     }
-    for kind in ["IamGroup", "IamUser"] {
+    for kind in ["IamGroup", "IamUser", "IamRole"] {
         let (obj, yaml) = wait_for(cp, &op, kind, "waiting", "waiting for its policy", |o| {
             ready_reason(o) == "DependencyNotReady" && is_true(o, "Reconciling")
         });
@@ -298,7 +319,7 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
             yaml,
         });
     }
-    for kind in ["IamPolicy", "IamGroup", "IamUser"] {
+    for kind in ["IamPolicy", "IamGroup", "IamUser", "IamRole"] {
         let (obj, yaml) = wait_for(cp, &op, kind, "outside", "Stalled", |o| {
             is_true(o, "Stalled")
         });
@@ -369,6 +390,11 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
             "alice",
             r#"{"spec":{"tags":{"changed":"second"}}}"#,
         ),
+        (
+            "IamRole",
+            "app",
+            r#"{"spec":{"tags":{"changed":"second"}}}"#,
+        ),
     ] {
         cp.kubectl_ok(&[
             "patch",
@@ -401,10 +427,11 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
         policy("fresh", "/health/"),
         group("fresh", "/health/", "reader"),
         user("fresh", "/health/", "reader"),
+        role("fresh", "/health/", "reader"),
     ] {
         apply_ok(cp, &m);
     }
-    for kind in ["IamPolicy", "IamGroup", "IamUser"] {
+    for kind in ["IamPolicy", "IamGroup", "IamUser", "IamRole"] {
         let (obj, yaml) = get_yaml(cp, kind, "fresh");
         assert!(obj.get("status").is_none(), "{obj:#}");
         cases.push(Case {
@@ -423,6 +450,7 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
         ("IamPolicy", "reader"),
         ("IamGroup", "readers"),
         ("IamUser", "alice"),
+        ("IamRole", "app"),
     ] {
         cp.kubectl_ok(&["delete", &resource(kind), name, "-n", NS, "--wait=false"]);
         let (obj, yaml) = get_yaml(cp, kind, name);

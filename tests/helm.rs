@@ -539,7 +539,15 @@ async fn cluster_wide_release_installs_runs_upgrades_and_uninstalls() {
     let chart = chart();
     let (_, stderr) = helm_ok(
         Some(cp),
-        &["install", &rel, chart.to_str().unwrap(), "--namespace", &ns],
+        &[
+            "install",
+            &rel,
+            chart.to_str().unwrap(),
+            "--namespace",
+            &ns,
+            "--set",
+            OIDC_PROVIDER,
+        ],
     );
     // The namespace also warns on restricted violations: creating the Deployment gave none.
     assert!(
@@ -680,7 +688,14 @@ async fn cluster_wide_release_installs_runs_upgrades_and_uninstalls() {
             .iter()
             .filter(|o| o.kind == "CustomResourceDefinition")
             .count();
-        assert_eq!(in_release, if install == "true" { 4 } else { 0 });
+        assert_eq!(
+            in_release,
+            if install == "true" {
+                crd_names().len()
+            } else {
+                0
+            }
+        );
         for crd in crd_names() {
             cp.kubectl_ok(&["get", "crd", &crd]);
         }
@@ -754,6 +769,8 @@ async fn namespaced_release_gets_roles_in_its_namespaces_only() {
             "crds.install=false",
             "--set",
             &format!("watchNamespaces={{{examples_ns},{other}}}"),
+            "--set",
+            OIDC_PROVIDER,
         ],
     );
     assert!(!stderr.contains("PodSecurity"), "{stderr}");
@@ -993,6 +1010,9 @@ fn pod_security(cp: &ControlPlane, ns: &str, deployment: &Value) {
 // ---------------------------------------------------------------------------------------
 // The operator under the release's identity
 
+/// The Helm value that lets the examples' IRSA role trust its ServiceAccount.
+const OIDC_PROVIDER: &str = "oidcProviderArn=arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+
 /// The examples with their namespace (`team-a`) renamed to `ns`: the namespace, its
 /// IamTenancyPolicy, then the objects, one manifest per file in order.
 fn examples_for(ns: &str) -> Vec<String> {
@@ -1070,8 +1090,34 @@ async fn run_examples(
         cp,
         &op,
         &examples_ns,
-        &["iampolicy,iamgroup,iamuser", "--all"],
+        &["iampolicy,iamgroup,iamuser,iamrole", "--all"],
         180,
+    );
+    // The example's IRSA role annotated its ServiceAccount under the chart's RBAC.
+    let role_arn = cp.kubectl_ok(&[
+        "get",
+        "iamrole",
+        "app",
+        "-n",
+        &examples_ns,
+        "-o",
+        "jsonpath={.status.arn}",
+    ]);
+    assert!(
+        role_arn.ends_with(&format!("role/{examples_ns}/{examples_ns}-app")),
+        "{role_arn}"
+    );
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "serviceaccount",
+            "app",
+            "-n",
+            &examples_ns,
+            "-o",
+            "jsonpath={.metadata.annotations.eks\\.amazonaws\\.com/role-arn}",
+        ]),
+        role_arn
     );
     let (alice, bob) = (format!("{examples_ns}-alice"), format!("{examples_ns}-bob"));
     let group = format!("{examples_ns}-developers");
@@ -1097,7 +1143,7 @@ async fn run_examples(
             "delete",
             "-n",
             &examples_ns,
-            "iamuser,iamgroup,iampolicy",
+            "iamrole,iamuser,iamgroup,iampolicy",
             "--all",
             "--timeout=120s",
         ],

@@ -830,7 +830,7 @@ async fn readyz_waits_until_the_watches_can_list() {
         &grant(
             "Role",
             "all-but-users",
-            "  - {apiGroups: [iam.kubeop.dev], resources: [iampolicies, iamgroups], verbs: [get, list, watch, patch]}\n  - {apiGroups: [iam.kubeop.dev], resources: [iampolicies/status, iamgroups/status], verbs: [patch]}\n  - {apiGroups: [''], resources: [secrets], verbs: [get, list, watch]}\n  - {apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}\n",
+            "  - {apiGroups: [iam.kubeop.dev], resources: [iampolicies, iamgroups, iamroles], verbs: [get, list, watch, patch]}\n  - {apiGroups: [iam.kubeop.dev], resources: [iampolicies/status, iamgroups/status, iamroles/status], verbs: [patch]}\n  - {apiGroups: [''], resources: [secrets, serviceaccounts], verbs: [get, list, watch]}\n  - {apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}\n",
         ),
     );
     let dir = tempfile::tempdir().unwrap();

@@ -31,11 +31,16 @@ pub struct Changed {
     pub groups: BTreeSet<String>,
     /// Policy ARNs.
     pub policies: BTreeSet<String>,
+    /// Role names, lower-cased.
+    pub roles: BTreeSet<String>,
 }
 
 impl Changed {
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty() && self.policies.is_empty()
+        self.users.is_empty()
+            && self.groups.is_empty()
+            && self.policies.is_empty()
+            && self.roles.is_empty()
     }
 }
 
@@ -54,6 +59,7 @@ pub fn changed(before: &AccountSnapshot, after: &AccountSnapshot) -> Changed {
         users: lower(diff(&before.users, &after.users)),
         groups: lower(diff(&before.groups, &after.groups)),
         policies: diff(&before.policies, &after.policies),
+        roles: lower(diff(&before.roles, &after.roles)),
     }
 }
 
@@ -163,6 +169,58 @@ impl KnownPolicy {
     }
 }
 
+/// What the operator last read or wrote of one role: what the authorization details
+/// report of it (description and session length are not among them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KnownRole {
+    pub path: Option<String>,
+    /// The trust policy, as JSON text.
+    pub trust: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub boundary: Option<Option<String>>,
+    pub attached: Option<BTreeSet<String>>,
+    pub inline: Option<Inline>,
+    /// Names of the instance profiles the role is in.
+    pub profiles: Option<BTreeSet<String>>,
+}
+
+impl KnownRole {
+    /// A role just created: what the request set, and nothing attached yet.
+    pub fn created(
+        path: &str,
+        trust: &str,
+        tags: &BTreeMap<String, String>,
+        boundary: Option<&str>,
+    ) -> Self {
+        Self {
+            path: Some(path.to_string()),
+            trust: Some(trust.to_string()),
+            tags: Some(tags.clone()),
+            boundary: Some(boundary.map(str::to_string)),
+            attached: Some(BTreeSet::new()),
+            inline: Some(BTreeMap::new()),
+            profiles: Some(BTreeSet::new()),
+        }
+    }
+
+    /// The fingerprint a pass would report for this state (`iam::aws`), if every part is
+    /// known.
+    pub fn fingerprint(&self) -> Option<u64> {
+        let tags = self.tags.as_ref()?;
+        Some(fingerprint((
+            Some(self.path.as_deref()?),
+            Some(self.trust.as_deref()?),
+            strs(self.attached.as_ref()?),
+            inline(self.inline.as_ref()?)?,
+            self.boundary.as_ref()?.as_deref(),
+            tags.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+            strs(self.profiles.as_ref()?),
+        )))
+    }
+}
+
 /// One entity's state as the operator knows it (`None`: the operator deleted it, or read
 /// that it does not exist), and when the operator last changed it in IAM.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +238,8 @@ pub struct Known {
     pub users: BTreeMap<String, Entry<KnownUser>>,
     pub groups: BTreeMap<String, Entry<KnownGroup>>,
     pub policies: BTreeMap<String, Entry<KnownPolicy>>,
+    /// By lower-cased role name.
+    pub roles: BTreeMap<String, Entry<KnownRole>>,
 }
 
 fn entry<'a, T>(map: &'a mut BTreeMap<String, Entry<T>>, key: &str) -> &'a mut Entry<T> {
@@ -230,6 +290,20 @@ impl Known {
         let e = entry(&mut self.policies, arn);
         e.state = None;
         e.written = at.or(e.written);
+    }
+    pub fn role(&mut self, name: &str, f: impl FnOnce(&mut KnownRole)) {
+        f(present(entry(&mut self.roles, &name.to_lowercase())))
+    }
+    pub fn wrote_role(&mut self, name: &str, at: Instant) {
+        entry(&mut self.roles, &name.to_lowercase()).written = Some(at);
+    }
+    pub fn role_gone(&mut self, name: &str, at: Option<Instant>) {
+        let e = entry(&mut self.roles, &name.to_lowercase());
+        e.state = None;
+        e.written = at.or(e.written);
+    }
+    pub fn forget_role(&mut self, name: &str) {
+        self.roles.remove(&name.to_lowercase());
     }
     /// A write whose effect is unknown (it failed): nothing is known of the entity.
     pub fn forget_user(&mut self, name: &str) {
@@ -339,6 +413,14 @@ pub fn drifted(
             false,
             passes,
         ),
+        roles: pass(
+            &before.roles,
+            &after.roles,
+            &known.roles,
+            KnownRole::fingerprint,
+            true,
+            passes,
+        ),
     }
 }
 
@@ -351,7 +433,7 @@ mod tests {
         AccountSnapshot {
             users: map(users),
             groups: map(groups),
-            policies: BTreeMap::new(),
+            ..AccountSnapshot::default()
         }
     }
 
@@ -469,6 +551,54 @@ mod tests {
         // Without the tag, the third pass shows just the write: not drift.
         s3.users.insert("u".into(), fp(&new));
         assert!(drifted(&s2, &s3, &known, (second, third)).is_empty());
+    }
+
+    #[test]
+    fn the_operators_own_role_writes_are_not_drift_but_changes_after_them_are() {
+        let (first, write, second) = times();
+        let tags = BTreeMap::from([("team".to_string(), "a".to_string())]);
+        let mut role = KnownRole::created("/", "{\"Statement\":[]}", &tags, None);
+        role.attached = Some(["arn:p".to_string()].into_iter().collect());
+        let mut known = Known::default();
+        known.role("App", |r| *r = role.clone());
+        known.wrote_role("App", write);
+        let before = AccountSnapshot::default();
+        let mut after = AccountSnapshot::default();
+        after
+            .roles
+            .insert("App".into(), role.fingerprint().unwrap());
+        assert!(drifted(&before, &after, &known, (first, second)).is_empty());
+        // Detached out of band after the operator's write.
+        let mut detached = role.clone();
+        detached.attached = Some(BTreeSet::new());
+        after
+            .roles
+            .insert("App".into(), detached.fingerprint().unwrap());
+        let c = drifted(&before, &after, &known, (first, second));
+        assert_eq!(c.roles, ["app"].map(String::from).into_iter().collect());
+        // A part not known (the profiles never listed): the passes decide.
+        let mut partial = role.clone();
+        partial.profiles = None;
+        assert!(partial.fingerprint().is_none());
+    }
+
+    #[test]
+    fn roles_are_compared_between_passes_case_insensitively() {
+        let (first, _, second) = times();
+        let mut s1 = AccountSnapshot::default();
+        s1.roles.insert("App".into(), 1);
+        s1.roles.insert("same".into(), 2);
+        let mut s2 = s1.clone();
+        s2.roles.insert("App".into(), 3);
+        s2.roles.insert("new".into(), 4);
+        let c = drifted(&s1, &s2, &Known::default(), (first, second));
+        assert_eq!(
+            c.roles,
+            ["app", "new"].map(String::from).into_iter().collect()
+        );
+        assert!(!c.is_empty() && c.users.is_empty());
+        assert_eq!(changed(&s1, &s2).roles, c.roles);
+        assert!(drifted(&s2, &s2, &Known::default(), (first, second)).is_empty());
     }
 
     #[test]

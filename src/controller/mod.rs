@@ -13,6 +13,7 @@ pub mod group;
 pub mod permissions;
 pub mod plan;
 pub mod policy;
+pub mod role;
 pub mod tenancy;
 pub mod user;
 

@@ -37,6 +37,10 @@ pub struct Tenancy {
     pub max_access_keys: Option<u32>,
     /// The role (and external id) the operator assumes for this namespace, if any.
     pub role: Option<(String, Option<String>)>,
+    /// AWS principals outside the operator its IamRoles may trust (none with the flags).
+    pub allowed_trust_principals: Globs,
+    /// Whether its IamRoles may have session credentials published.
+    pub session_credentials: bool,
 }
 
 fn globs(patterns: &[String], field: &str, source: &str) -> Result<Globs, String> {
@@ -82,6 +86,8 @@ impl Tenancy {
                     max_users: None,
                     max_access_keys: None,
                     role: None,
+                    allowed_trust_principals: Globs::default(),
+                    session_credentials: true,
                 })
             }
             Selection::Policy(name, spec) => {
@@ -124,6 +130,12 @@ impl Tenancy {
                     max_users: spec.max_users,
                     max_access_keys: spec.max_access_keys,
                     role: spec.role_arn.clone().map(|r| (r, spec.external_id.clone())),
+                    allowed_trust_principals: globs(
+                        &spec.allowed_trust_principals,
+                        "allowedTrustPrincipals",
+                        &source,
+                    )?,
+                    session_credentials: spec.session_credentials.unwrap_or(true),
                     screened,
                     source,
                 })

@@ -314,6 +314,39 @@ fn user_info(u: &aws_sdk_iam::types::User) -> UserInfo {
     }
 }
 
+fn role_info(r: &aws_sdk_iam::types::Role) -> RoleInfo {
+    RoleInfo {
+        arn: r.arn().to_string(),
+        id: r.role_id().to_string(),
+        name: r.role_name().to_string(),
+        path: r.path().to_string(),
+        tags: tag_map(r.tags()),
+        permissions_boundary: r
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string),
+        description: r.description().map(str::to_string),
+        max_session_duration: r.max_session_duration(),
+        trust_policy: r
+            .assume_role_policy_document()
+            .map(decode_document)
+            .unwrap_or_default(),
+    }
+}
+
+fn instance_profile_info(p: &aws_sdk_iam::types::InstanceProfile) -> InstanceProfileInfo {
+    InstanceProfileInfo {
+        arn: p.arn().to_string(),
+        name: p.instance_profile_name().to_string(),
+        path: p.path().to_string(),
+        roles: p
+            .roles()
+            .iter()
+            .map(|r| r.role_name().to_string())
+            .collect(),
+    }
+}
+
 fn not_found(what: &str) -> IamError {
     IamError::NotFound(format!("{what} not in IAM response"))
 }
@@ -577,6 +610,16 @@ impl Iam for AwsIam {
                 .collect::<Result<Vec<_>, _>>()
                 .await
                 .map_err(map_err)?,
+            Principal::Role(name) => self
+                .iam
+                .list_attached_role_policies()
+                .role_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(map_err)?,
         };
         Ok(policies
             .iter()
@@ -599,6 +642,15 @@ impl Iam for AwsIam {
                 .iam
                 .attach_group_policy()
                 .group_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
+            Principal::Role(name) => self
+                .iam
+                .attach_role_policy()
+                .role_name(name)
                 .policy_arn(arn)
                 .send()
                 .await
@@ -627,6 +679,7 @@ impl Iam for AwsIam {
                 .await
                 .map(drop)
                 .map_err(map_err),
+            Principal::Role(name) => self.detach_role_policy(name, arn).await,
         }
     }
 
@@ -652,6 +705,16 @@ impl Iam for AwsIam {
                 .collect::<Result<Vec<_>, _>>()
                 .await
                 .map_err(map_err),
+            Principal::Role(name) => self
+                .iam
+                .list_role_policies()
+                .role_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(map_err),
         }
     }
 
@@ -671,6 +734,16 @@ impl Iam for AwsIam {
                 .iam
                 .get_group_policy()
                 .group_name(group)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(map_err)?
+                .policy_document
+                .clone(),
+            Principal::Role(role) => self
+                .iam
+                .get_role_policy()
+                .role_name(role)
                 .policy_name(name)
                 .send()
                 .await
@@ -708,6 +781,16 @@ impl Iam for AwsIam {
                 .await
                 .map(drop)
                 .map_err(map_err),
+            Principal::Role(role) => self
+                .iam
+                .put_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .policy_document(document)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
         }
     }
 
@@ -726,6 +809,15 @@ impl Iam for AwsIam {
                 .iam
                 .delete_group_policy()
                 .group_name(group)
+                .policy_name(name)
+                .send()
+                .await
+                .map(drop)
+                .map_err(map_err),
+            Principal::Role(role) => self
+                .iam
+                .delete_role_policy()
+                .role_name(role)
                 .policy_name(name)
                 .send()
                 .await
@@ -887,6 +979,7 @@ impl Iam for AwsIam {
                 EntityType::User,
                 EntityType::Group,
                 EntityType::LocalManagedPolicy,
+                EntityType::Role,
             ]))
             .max_items(1000)
             .into_paginator()
@@ -917,6 +1010,24 @@ impl Iam for AwsIam {
                 ));
                 let name = g.group_name().unwrap_or_default().to_string();
                 snapshot.groups.insert(name, fingerprint);
+            }
+            for r in page.role_detail_list() {
+                let fingerprint = fingerprint((
+                    r.path(),
+                    r.assume_role_policy_document().map(decode_document),
+                    attached(r.attached_managed_policies()),
+                    inline_decoded(r.role_policy_list()),
+                    r.permissions_boundary()
+                        .and_then(|b| b.permissions_boundary_arn()),
+                    sorted(r.tags().iter().map(|t| (t.key(), t.value()))),
+                    sorted(
+                        r.instance_profile_list()
+                            .iter()
+                            .map(|p| p.instance_profile_name()),
+                    ),
+                ));
+                let name = r.role_name().unwrap_or_default().to_string();
+                snapshot.roles.insert(name, fingerprint);
             }
             for p in page.policies() {
                 let default = p
@@ -1202,6 +1313,214 @@ impl Iam for AwsIam {
         Ok(())
     }
 
+    async fn caller_arn(&self) -> IamResult<String> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(map_err)?;
+        out.arn()
+            .map(str::to_string)
+            .ok_or_else(|| not_found("caller ARN"))
+    }
+
+    async fn get_role(&self, name: &str) -> IamResult<RoleInfo> {
+        let out = self
+            .iam
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(role_info(out.role().ok_or_else(|| not_found("role"))?))
+    }
+
+    async fn create_role(&self, role: &NewRole<'_>) -> IamResult<RoleInfo> {
+        let out = self
+            .iam
+            .create_role()
+            .role_name(role.name)
+            .path(role.path)
+            .assume_role_policy_document(role.trust_policy)
+            .set_description(role.description.map(str::to_string))
+            .set_max_session_duration(role.max_session_duration)
+            .set_tags(Some(to_tags(role.tags)?))
+            .set_permissions_boundary(role.permissions_boundary.map(str::to_string))
+            .send()
+            .await
+            .map_err(map_err)?;
+        let mut info = role_info(out.role().ok_or_else(|| not_found("role"))?);
+        // What the request set, whatever the answer echoes.
+        info.tags = role.tags.clone();
+        info.permissions_boundary = role.permissions_boundary.map(str::to_string);
+        info.trust_policy = role.trust_policy.to_string();
+        Ok(info)
+    }
+
+    async fn update_role(
+        &self,
+        name: &str,
+        description: &str,
+        max_session_duration: i32,
+    ) -> IamResult<()> {
+        self.iam
+            .update_role()
+            .role_name(name)
+            .description(description)
+            .max_session_duration(max_session_duration)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn update_assume_role_policy(&self, name: &str, document: &str) -> IamResult<()> {
+        self.iam
+            .update_assume_role_policy()
+            .role_name(name)
+            .policy_document(document)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn tag_role(&self, name: &str, tags: &BTreeMap<String, String>) -> IamResult<()> {
+        self.iam
+            .tag_role()
+            .role_name(name)
+            .set_tags(Some(to_tags(tags)?))
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn untag_role(&self, name: &str, keys: &[String]) -> IamResult<()> {
+        self.iam
+            .untag_role()
+            .role_name(name)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn put_role_permissions_boundary(&self, role: &str, arn: &str) -> IamResult<()> {
+        self.iam
+            .put_role_permissions_boundary()
+            .role_name(role)
+            .permissions_boundary(arn)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn delete_role_permissions_boundary(&self, role: &str) -> IamResult<()> {
+        self.iam
+            .delete_role_permissions_boundary()
+            .role_name(role)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn delete_role(&self, name: &str) -> IamResult<()> {
+        self.iam
+            .delete_role()
+            .role_name(name)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn get_instance_profile(&self, name: &str) -> IamResult<InstanceProfileInfo> {
+        let out = self
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(instance_profile_info(
+            out.instance_profile()
+                .ok_or_else(|| not_found("instance profile"))?,
+        ))
+    }
+
+    async fn create_instance_profile(
+        &self,
+        name: &str,
+        path: &str,
+    ) -> IamResult<InstanceProfileInfo> {
+        let out = self
+            .iam
+            .create_instance_profile()
+            .instance_profile_name(name)
+            .path(path)
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(instance_profile_info(
+            out.instance_profile()
+                .ok_or_else(|| not_found("instance profile"))?,
+        ))
+    }
+
+    async fn delete_instance_profile(&self, name: &str) -> IamResult<()> {
+        self.iam
+            .delete_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn add_role_to_instance_profile(&self, profile: &str, role: &str) -> IamResult<()> {
+        self.iam
+            .add_role_to_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn remove_role_from_instance_profile(&self, profile: &str, role: &str) -> IamResult<()> {
+        self.iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn list_instance_profiles_for_role(
+        &self,
+        role: &str,
+    ) -> IamResult<Vec<InstanceProfileInfo>> {
+        let profiles = self
+            .iam
+            .list_instance_profiles_for_role()
+            .role_name(role)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        Ok(profiles.iter().map(instance_profile_info).collect())
+    }
+
     // STS.
     async fn assume_role_session(
         &self,
@@ -1270,6 +1589,18 @@ fn inline(policies: &[aws_sdk_iam::types::PolicyDetail]) -> Vec<(Option<&str>, O
         policies
             .iter()
             .map(|p| (p.policy_name(), p.policy_document())),
+    )
+}
+
+/// Inline policies with their documents decoded (IAM sends them URL-encoded here), as the
+/// operator knows them from `GetRolePolicy` and `PutRolePolicy`.
+fn inline_decoded(
+    policies: &[aws_sdk_iam::types::PolicyDetail],
+) -> Vec<(Option<&str>, Option<String>)> {
+    sorted(
+        policies
+            .iter()
+            .map(|p| (p.policy_name(), p.policy_document().map(decode_document))),
     )
 }
 

@@ -6,9 +6,9 @@
 //! the SDK is waiting to retry) is dropped instead of sent.
 
 use super::{
-    AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamError, IamResult, KeyStatus, NewAccessKey,
-    PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal, SessionCredentials,
-    UserInfo,
+    AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamError, IamResult, InstanceProfileInfo,
+    KeyStatus, NewAccessKey, NewRole, PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion,
+    Principal, RoleInfo, SessionCredentials, UserInfo,
 };
 use crate::leader::LeaseGuard;
 use async_trait::async_trait;
@@ -298,6 +298,102 @@ impl Iam for FencedIam {
         .await
     }
 
+    // Roles.
+    async fn caller_arn(&self) -> IamResult<String> {
+        self.inner.caller_arn().await
+    }
+    async fn get_role(&self, name: &str) -> IamResult<RoleInfo> {
+        self.inner.get_role(name).await
+    }
+    async fn create_role(&self, role: &NewRole<'_>) -> IamResult<RoleInfo> {
+        self.write("CreateRole", self.inner.create_role(role)).await
+    }
+    async fn update_role(
+        &self,
+        name: &str,
+        description: &str,
+        max_session_duration: i32,
+    ) -> IamResult<()> {
+        self.write(
+            "UpdateRole",
+            self.inner
+                .update_role(name, description, max_session_duration),
+        )
+        .await
+    }
+    async fn update_assume_role_policy(&self, name: &str, document: &str) -> IamResult<()> {
+        self.write(
+            "UpdateAssumeRolePolicy",
+            self.inner.update_assume_role_policy(name, document),
+        )
+        .await
+    }
+    async fn tag_role(&self, name: &str, tags: &BTreeMap<String, String>) -> IamResult<()> {
+        self.write("TagRole", self.inner.tag_role(name, tags)).await
+    }
+    async fn untag_role(&self, name: &str, keys: &[String]) -> IamResult<()> {
+        self.write("UntagRole", self.inner.untag_role(name, keys))
+            .await
+    }
+    async fn put_role_permissions_boundary(&self, role: &str, arn: &str) -> IamResult<()> {
+        self.write(
+            "PutRolePermissionsBoundary",
+            self.inner.put_role_permissions_boundary(role, arn),
+        )
+        .await
+    }
+    async fn delete_role_permissions_boundary(&self, role: &str) -> IamResult<()> {
+        self.write(
+            "DeleteRolePermissionsBoundary",
+            self.inner.delete_role_permissions_boundary(role),
+        )
+        .await
+    }
+    async fn delete_role(&self, name: &str) -> IamResult<()> {
+        self.write("DeleteRole", self.inner.delete_role(name)).await
+    }
+    async fn get_instance_profile(&self, name: &str) -> IamResult<InstanceProfileInfo> {
+        self.inner.get_instance_profile(name).await
+    }
+    async fn create_instance_profile(
+        &self,
+        name: &str,
+        path: &str,
+    ) -> IamResult<InstanceProfileInfo> {
+        self.write(
+            "CreateInstanceProfile",
+            self.inner.create_instance_profile(name, path),
+        )
+        .await
+    }
+    async fn delete_instance_profile(&self, name: &str) -> IamResult<()> {
+        self.write(
+            "DeleteInstanceProfile",
+            self.inner.delete_instance_profile(name),
+        )
+        .await
+    }
+    async fn add_role_to_instance_profile(&self, profile: &str, role: &str) -> IamResult<()> {
+        self.write(
+            "AddRoleToInstanceProfile",
+            self.inner.add_role_to_instance_profile(profile, role),
+        )
+        .await
+    }
+    async fn remove_role_from_instance_profile(&self, profile: &str, role: &str) -> IamResult<()> {
+        self.write(
+            "RemoveRoleFromInstanceProfile",
+            self.inner.remove_role_from_instance_profile(profile, role),
+        )
+        .await
+    }
+    async fn list_instance_profiles_for_role(
+        &self,
+        role: &str,
+    ) -> IamResult<Vec<InstanceProfileInfo>> {
+        self.inner.list_instance_profiles_for_role(role).await
+    }
+
     // STS: a session is credentials issued, so it waits for the lease like a write.
     async fn assume_role_session(
         &self,
@@ -532,6 +628,77 @@ mod tests {
             self.note("delete_other_credentials");
             Ok(())
         }
+        async fn caller_arn(&self) -> IamResult<String> {
+            self.note("caller_arn");
+            Ok("arn:aws:iam::123456789012:user/operator".into())
+        }
+        async fn get_role(&self, _: &str) -> IamResult<RoleInfo> {
+            self.note("get_role");
+            missing("role")
+        }
+        async fn create_role(&self, _: &NewRole<'_>) -> IamResult<RoleInfo> {
+            self.note("create_role");
+            missing("role")
+        }
+        async fn update_role(&self, _: &str, _: &str, _: i32) -> IamResult<()> {
+            self.note("update_role");
+            Ok(())
+        }
+        async fn update_assume_role_policy(&self, _: &str, _: &str) -> IamResult<()> {
+            self.note("update_assume_role_policy");
+            Ok(())
+        }
+        async fn tag_role(&self, _: &str, _: &BTreeMap<String, String>) -> IamResult<()> {
+            self.note("tag_role");
+            Ok(())
+        }
+        async fn untag_role(&self, _: &str, _: &[String]) -> IamResult<()> {
+            self.note("untag_role");
+            Ok(())
+        }
+        async fn put_role_permissions_boundary(&self, _: &str, _: &str) -> IamResult<()> {
+            self.note("put_role_permissions_boundary");
+            Ok(())
+        }
+        async fn delete_role_permissions_boundary(&self, _: &str) -> IamResult<()> {
+            self.note("delete_role_permissions_boundary");
+            Ok(())
+        }
+        async fn delete_role(&self, _: &str) -> IamResult<()> {
+            self.note("delete_role");
+            Ok(())
+        }
+        async fn get_instance_profile(&self, _: &str) -> IamResult<InstanceProfileInfo> {
+            self.note("get_instance_profile");
+            missing("instance profile")
+        }
+        async fn create_instance_profile(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> IamResult<InstanceProfileInfo> {
+            self.note("create_instance_profile");
+            missing("instance profile")
+        }
+        async fn delete_instance_profile(&self, _: &str) -> IamResult<()> {
+            self.note("delete_instance_profile");
+            Ok(())
+        }
+        async fn add_role_to_instance_profile(&self, _: &str, _: &str) -> IamResult<()> {
+            self.note("add_role_to_instance_profile");
+            Ok(())
+        }
+        async fn remove_role_from_instance_profile(&self, _: &str, _: &str) -> IamResult<()> {
+            self.note("remove_role_from_instance_profile");
+            Ok(())
+        }
+        async fn list_instance_profiles_for_role(
+            &self,
+            _: &str,
+        ) -> IamResult<Vec<InstanceProfileInfo>> {
+            self.note("list_instance_profiles_for_role");
+            Ok(vec![])
+        }
         async fn assume_role_session(
             &self,
             _: &str,
@@ -543,7 +710,7 @@ mod tests {
         }
     }
 
-    const READS: [&str; 16] = [
+    const READS: [&str; 20] = [
         "account",
         "account_alias",
         "password_policy",
@@ -560,6 +727,10 @@ mod tests {
         "list_groups_for_user",
         "list_access_keys",
         "has_login_profile",
+        "caller_arn",
+        "get_role",
+        "get_instance_profile",
+        "list_instance_profiles_for_role",
     ];
 
     /// Calls every method of the port once, reads first; returns the outcome of each
@@ -584,6 +755,19 @@ mod tests {
         let _ = iam.list_groups_for_user("u").await;
         let _ = iam.list_access_keys("u").await;
         let _ = iam.has_login_profile("u").await;
+        let _ = iam.caller_arn().await;
+        let _ = iam.get_role("r").await;
+        let _ = iam.get_instance_profile("r").await;
+        let _ = iam.list_instance_profiles_for_role("r").await;
+        let role = NewRole {
+            name: "r",
+            path: "/",
+            trust_policy: "{}",
+            description: None,
+            max_session_duration: None,
+            tags: &tags,
+            permissions_boundary: None,
+        };
         fn unit<T>(r: IamResult<T>) -> IamResult<()> {
             r.map(|_| ())
         }
@@ -662,6 +846,39 @@ mod tests {
                 "delete_other_credentials",
                 iam.delete_other_credentials("u").await,
             ),
+            ("create_role", unit(iam.create_role(&role).await)),
+            ("update_role", iam.update_role("r", "", 3600).await),
+            (
+                "update_assume_role_policy",
+                iam.update_assume_role_policy("r", "{}").await,
+            ),
+            ("tag_role", iam.tag_role("r", &tags).await),
+            ("untag_role", iam.untag_role("r", &[]).await),
+            (
+                "put_role_permissions_boundary",
+                iam.put_role_permissions_boundary("r", "arn").await,
+            ),
+            (
+                "delete_role_permissions_boundary",
+                iam.delete_role_permissions_boundary("r").await,
+            ),
+            ("delete_role", iam.delete_role("r").await),
+            (
+                "create_instance_profile",
+                unit(iam.create_instance_profile("r", "/").await),
+            ),
+            (
+                "delete_instance_profile",
+                iam.delete_instance_profile("r").await,
+            ),
+            (
+                "add_role_to_instance_profile",
+                iam.add_role_to_instance_profile("r", "r").await,
+            ),
+            (
+                "remove_role_from_instance_profile",
+                iam.remove_role_from_instance_profile("r", "r").await,
+            ),
             (
                 "assume_role_session",
                 unit(
@@ -713,7 +930,7 @@ mod tests {
             let (inner, iam) = fenced(&guard);
             let writes = call_everything(&iam).await;
             assert_eq!(inner.calls(), READS, "only reads reach IAM");
-            assert_eq!(writes.len(), 29);
+            assert_eq!(writes.len(), 41);
             for (name, result) in writes {
                 match result {
                     Err(IamError::Transient(m)) => {

@@ -138,11 +138,50 @@ pub struct GroupInfo {
     pub members: Vec<String>,
 }
 
+/// An IAM role as IAM reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleInfo {
+    pub arn: String,
+    pub id: String,
+    pub name: String,
+    pub path: String,
+    pub tags: BTreeMap<String, String>,
+    pub permissions_boundary: Option<String>,
+    pub description: Option<String>,
+    /// Longest session, in seconds.
+    pub max_session_duration: Option<i32>,
+    /// The trust (assume-role) policy, as JSON text.
+    pub trust_policy: String,
+}
+
+/// What `CreateRole` sets.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRole<'a> {
+    pub name: &'a str,
+    pub path: &'a str,
+    pub trust_policy: &'a str,
+    pub description: Option<&'a str>,
+    pub max_session_duration: Option<i32>,
+    pub tags: &'a BTreeMap<String, String>,
+    pub permissions_boundary: Option<&'a str>,
+}
+
+/// An instance profile as IAM reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceProfileInfo {
+    pub arn: String,
+    pub name: String,
+    pub path: String,
+    /// Names of the roles in it (at most one).
+    pub roles: Vec<String>,
+}
+
 /// A principal that managed and inline policies attach to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Principal<'a> {
     User(&'a str),
     Group(&'a str),
+    Role(&'a str),
 }
 
 /// Whether an access key can be used.
@@ -190,6 +229,9 @@ pub struct AccountSnapshot {
     pub groups: BTreeMap<String, u64>,
     /// By policy ARN.
     pub policies: BTreeMap<String, u64>,
+    /// By role name (path, trust policy, attachments, inline documents, boundary, tags,
+    /// instance profiles).
+    pub roles: BTreeMap<String, u64>,
 }
 
 /// Temporary credentials of a role session (`sts:AssumeRole`). The secret and the token
@@ -298,6 +340,39 @@ pub trait Iam: Send + Sync {
     /// not manage itself: MFA devices, signing certificates, SSH public keys and
     /// service-specific credentials.
     async fn delete_other_credentials(&self, user: &str) -> IamResult<()>;
+
+    // Roles (IamRole). Their managed and inline policies go through `Principal::Role`.
+    /// The ARN of the identity the operator's credentials belong to
+    /// (`sts:GetCallerIdentity`).
+    async fn caller_arn(&self) -> IamResult<String>;
+    async fn get_role(&self, name: &str) -> IamResult<RoleInfo>;
+    async fn create_role(&self, role: &NewRole<'_>) -> IamResult<RoleInfo>;
+    /// Sets the description and the longest session of a role.
+    async fn update_role(
+        &self,
+        name: &str,
+        description: &str,
+        max_session_duration: i32,
+    ) -> IamResult<()>;
+    async fn update_assume_role_policy(&self, name: &str, document: &str) -> IamResult<()>;
+    async fn tag_role(&self, name: &str, tags: &BTreeMap<String, String>) -> IamResult<()>;
+    async fn untag_role(&self, name: &str, keys: &[String]) -> IamResult<()>;
+    async fn put_role_permissions_boundary(&self, role: &str, arn: &str) -> IamResult<()>;
+    async fn delete_role_permissions_boundary(&self, role: &str) -> IamResult<()>;
+    async fn delete_role(&self, name: &str) -> IamResult<()>;
+    async fn get_instance_profile(&self, name: &str) -> IamResult<InstanceProfileInfo>;
+    async fn create_instance_profile(
+        &self,
+        name: &str,
+        path: &str,
+    ) -> IamResult<InstanceProfileInfo>;
+    async fn delete_instance_profile(&self, name: &str) -> IamResult<()>;
+    async fn add_role_to_instance_profile(&self, profile: &str, role: &str) -> IamResult<()>;
+    async fn remove_role_from_instance_profile(&self, profile: &str, role: &str) -> IamResult<()>;
+    async fn list_instance_profiles_for_role(
+        &self,
+        role: &str,
+    ) -> IamResult<Vec<InstanceProfileInfo>>;
 
     // STS.
     /// Credentials of a new session of the role `role_arn`, named `session_name` (1-64

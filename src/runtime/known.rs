@@ -2,11 +2,11 @@
 //! wrote of each user, group and policy, so that the drift scan does not take the
 //! operator's own writes for drift (see `controller::drift`).
 
-use crate::controller::drift::{Known, KnownGroup, KnownUser};
+use crate::controller::drift::{Known, KnownGroup, KnownRole, KnownUser};
 use crate::iam::{
-    AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamResult, KeyStatus, NewAccessKey,
-    PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal, SessionCredentials,
-    UserInfo,
+    AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamResult, InstanceProfileInfo, KeyStatus,
+    NewAccessKey, NewRole, PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal,
+    RoleInfo, SessionCredentials, UserInfo,
 };
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -50,6 +50,11 @@ impl KnowingIam {
             }
             (Principal::User(u), Err(_)) => k.forget_user(u),
             (Principal::Group(g), Err(_)) => k.forget_group(g),
+            (Principal::Role(r), Ok(_)) => {
+                f(k, r);
+                k.wrote_role(r, now);
+            }
+            (Principal::Role(r), Err(_)) => k.forget_role(r),
         })
     }
 
@@ -82,6 +87,11 @@ fn attached(k: &mut Known, principal: Principal<'_>, f: impl FnOnce(&mut BTreeSe
                 f(a)
             }
         }),
+        Principal::Role(r) => k.role(r, |r| {
+            if let Some(a) = &mut r.attached {
+                f(a)
+            }
+        }),
     }
 }
 
@@ -98,6 +108,11 @@ fn inline(
         }),
         Principal::Group(g) => k.group(g, |g| {
             if let Some(a) = &mut g.inline {
+                f(a)
+            }
+        }),
+        Principal::Role(r) => k.role(r, |r| {
+            if let Some(a) = &mut r.inline {
                 f(a)
             }
         }),
@@ -220,6 +235,7 @@ impl Iam for KnowingIam {
             self.note(|k| match principal {
                 Principal::User(u) => k.user(u, |u| u.attached = Some(set(arns))),
                 Principal::Group(g) => k.group(g, |g| g.attached = Some(set(arns))),
+                Principal::Role(r) => k.role(r, |r| r.attached = Some(set(arns))),
             });
         }
         r
@@ -255,6 +271,10 @@ impl Iam for KnowingIam {
                         .groups
                         .get(&g.to_lowercase())
                         .and_then(|e| e.state.as_ref().and_then(|g| g.inline.clone())),
+                    Principal::Role(r) => k
+                        .roles
+                        .get(&r.to_lowercase())
+                        .and_then(|e| e.state.as_ref().and_then(|r| r.inline.clone())),
                 }
                 .unwrap_or_default();
                 // Names listed now; documents kept only where already known for that name
@@ -266,6 +286,7 @@ impl Iam for KnowingIam {
                 match principal {
                     Principal::User(u) => k.user(u, |u| u.inline = Some(now)),
                     Principal::Group(g) => k.group(g, |g| g.inline = Some(now)),
+                    Principal::Role(r) => k.role(r, |r| r.inline = Some(now)),
                 }
             });
         }
@@ -482,6 +503,155 @@ impl Iam for KnowingIam {
     }
     async fn delete_other_credentials(&self, user: &str) -> IamResult<()> {
         self.inner.delete_other_credentials(user).await
+    }
+
+    // Roles: what the authorization details report of them is recorded as for users;
+    // description and session length are not reported, so not recorded.
+    async fn caller_arn(&self) -> IamResult<String> {
+        self.inner.caller_arn().await
+    }
+    async fn get_role(&self, name: &str) -> IamResult<RoleInfo> {
+        let r = self.inner.get_role(name).await;
+        match &r {
+            Ok(info) => self.note(|k| {
+                k.role(name, |known| {
+                    known.path = Some(info.path.clone());
+                    known.trust = Some(info.trust_policy.clone());
+                    known.tags = Some(info.tags.clone());
+                    known.boundary = Some(info.permissions_boundary.clone());
+                })
+            }),
+            Err(_) if is_not_found(&r) => self.note(|k| k.role_gone(name, None)),
+            Err(_) => {}
+        }
+        r
+    }
+    async fn create_role(&self, role: &NewRole<'_>) -> IamResult<RoleInfo> {
+        let r = self.inner.create_role(role).await;
+        self.wrote(Principal::Role(role.name), &r, |k, name| {
+            k.role(name, |known| {
+                *known = KnownRole::created(
+                    role.path,
+                    role.trust_policy,
+                    role.tags,
+                    role.permissions_boundary,
+                )
+            })
+        });
+        r
+    }
+    async fn update_role(
+        &self,
+        name: &str,
+        description: &str,
+        max_session_duration: i32,
+    ) -> IamResult<()> {
+        self.inner
+            .update_role(name, description, max_session_duration)
+            .await
+    }
+    async fn update_assume_role_policy(&self, name: &str, document: &str) -> IamResult<()> {
+        let r = self.inner.update_assume_role_policy(name, document).await;
+        self.wrote(Principal::Role(name), &r, |k, name| {
+            k.role(name, |known| known.trust = Some(document.to_string()))
+        });
+        r
+    }
+    async fn tag_role(&self, name: &str, tags: &BTreeMap<String, String>) -> IamResult<()> {
+        let r = self.inner.tag_role(name, tags).await;
+        self.wrote(Principal::Role(name), &r, |k, name| {
+            k.role(name, |known| {
+                if let Some(t) = &mut known.tags {
+                    t.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            })
+        });
+        r
+    }
+    async fn untag_role(&self, name: &str, keys: &[String]) -> IamResult<()> {
+        let r = self.inner.untag_role(name, keys).await;
+        self.wrote(Principal::Role(name), &r, |k, name| {
+            k.role(name, |known| {
+                if let Some(t) = &mut known.tags {
+                    t.retain(|key, _| !keys.contains(key));
+                }
+            })
+        });
+        r
+    }
+    async fn put_role_permissions_boundary(&self, role: &str, arn: &str) -> IamResult<()> {
+        let r = self.inner.put_role_permissions_boundary(role, arn).await;
+        self.wrote(Principal::Role(role), &r, |k, name| {
+            k.role(name, |known| known.boundary = Some(Some(arn.to_string())))
+        });
+        r
+    }
+    async fn delete_role_permissions_boundary(&self, role: &str) -> IamResult<()> {
+        let r = self.inner.delete_role_permissions_boundary(role).await;
+        self.wrote(Principal::Role(role), &r, |k, name| {
+            k.role(name, |known| known.boundary = Some(None))
+        });
+        r
+    }
+    async fn delete_role(&self, name: &str) -> IamResult<()> {
+        let r = self.inner.delete_role(name).await;
+        match &r {
+            Ok(()) => self.note(|k| k.role_gone(name, Some(Instant::now()))),
+            Err(_) => self.note(|k| k.forget_role(name)),
+        }
+        r
+    }
+    async fn get_instance_profile(&self, name: &str) -> IamResult<InstanceProfileInfo> {
+        self.inner.get_instance_profile(name).await
+    }
+    async fn create_instance_profile(
+        &self,
+        name: &str,
+        path: &str,
+    ) -> IamResult<InstanceProfileInfo> {
+        self.inner.create_instance_profile(name, path).await
+    }
+    async fn delete_instance_profile(&self, name: &str) -> IamResult<()> {
+        self.inner.delete_instance_profile(name).await
+    }
+    async fn add_role_to_instance_profile(&self, profile: &str, role: &str) -> IamResult<()> {
+        let r = self.inner.add_role_to_instance_profile(profile, role).await;
+        self.wrote(Principal::Role(role), &r, |k, name| {
+            k.role(name, |known| {
+                if let Some(p) = &mut known.profiles {
+                    p.insert(profile.to_string());
+                }
+            })
+        });
+        r
+    }
+    async fn remove_role_from_instance_profile(&self, profile: &str, role: &str) -> IamResult<()> {
+        let r = self
+            .inner
+            .remove_role_from_instance_profile(profile, role)
+            .await;
+        self.wrote(Principal::Role(role), &r, |k, name| {
+            k.role(name, |known| {
+                if let Some(p) = &mut known.profiles {
+                    p.remove(profile);
+                }
+            })
+        });
+        r
+    }
+    async fn list_instance_profiles_for_role(
+        &self,
+        role: &str,
+    ) -> IamResult<Vec<InstanceProfileInfo>> {
+        let r = self.inner.list_instance_profiles_for_role(role).await;
+        if let Ok(profiles) = &r {
+            self.note(|k| {
+                k.role(role, |known| {
+                    known.profiles = Some(profiles.iter().map(|p| p.name.clone()).collect())
+                })
+            });
+        }
+        r
     }
 
     // STS: a session changes nothing the drift scan compares.

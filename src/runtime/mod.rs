@@ -1,19 +1,26 @@
 //! kube-runtime wiring: one controller per kind (per watched namespace), the watches that
 //! wake a resource when something it depends on changes, and the drift-scan loop.
 //!
+//! Every watch goes through `watch::watch` or `.watches_resilient` (its own backoff, its
+//! errors stopped there), never `Controller::watches`: kube-runtime pauses all of a
+//! controller's triggers behind one backoff on any watch's error (see `watch`).
+//!
 //! Layering: `runtime` → `controller` (reconcile logic) → `iam` (IAM port) and `k8s`
 //! (Kubernetes adapters) → `api` (types).
 
+pub mod client;
 pub mod context;
 mod known;
 pub mod reconcile;
+pub mod role;
+mod watch;
 
 pub use context::Context;
 pub use reconcile::{Managed, ReconcileError};
 
-use crate::api::{IamGroup, IamPolicy, IamTenancyPolicy, IamUser};
+use crate::api::{IamGroup, IamPolicy, IamRole, IamTenancyPolicy, IamUser};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::Api;
 use kube::core::{PartialObjectMeta, Selector, SelectorExt};
@@ -25,6 +32,7 @@ use reconcile::{error_policy, reconcile};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use watch::{ResilientWatches, WatchBackoff, watch};
 
 /// Maps a changed IamTenancyPolicy to the objects it concerns: those in namespaces its
 /// selector matches now or matched before the change (it may have stopped selecting some).
@@ -74,8 +82,7 @@ fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool
 /// drift scan (through the returned [`Wake`]) still trigger as usual.
 fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> (Controller<K>, Wake<K>) {
     let (reader, writer) = kube::runtime::reflector::store();
-    let changes = watcher(api, watcher::Config::default())
-        .default_backoff()
+    let changes = watch(api, watcher::Config::default())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -85,8 +92,11 @@ fn controller<K: Managed>(api: Api<K>, config: &ControllerConfig) -> (Controller
             Default::default(),
         );
     let (tx, rx) = futures::channel::mpsc::unbounded();
+    // Every trigger stream backs off on its own (`watch`); this shared backoff only acts
+    // for one that does not.
     let ctl = Controller::for_stream(changes, reader)
         .with_config(config.clone())
+        .trigger_backoff(WatchBackoff::default())
         .reconcile_on(rx);
     let wake = Wake {
         store: ctl.store(),
@@ -114,16 +124,22 @@ struct Wake<K: Managed> {
 }
 
 /// One wake per kind, per watched scope.
-type Wakes = Vec<(Wake<IamPolicy>, Wake<IamGroup>, Wake<IamUser>)>;
+type Wakes = Vec<(
+    Wake<IamPolicy>,
+    Wake<IamGroup>,
+    Wake<IamUser>,
+    Wake<IamRole>,
+)>;
 
 /// Wakes every object of a namespace whose labels changed: they decide which
 /// IamTenancyPolicy governs it.
 fn wake_namespace(wakes: &Wakes, namespace: &str) {
     let here = |ns: Option<String>| ns.as_deref() == Some(namespace);
-    for (policies, groups, users) in wakes {
+    for (policies, groups, users, roles) in wakes {
         policies.matching(|o| here(o.namespace()));
         groups.matching(|o| here(o.namespace()));
         users.matching(|o| here(o.namespace()));
+        roles.matching(|o| here(o.namespace()));
     }
 }
 
@@ -170,7 +186,7 @@ async fn drift_scan(ctx: Arc<Context>, interval: Duration, wakes: Arc<Wakes>) {
             if !changed.is_empty() {
                 tracing::info!(?changed, "drift scan: IAM changed");
             }
-            for (policies, groups, users) in wakes.iter() {
+            for (policies, groups, users, roles) in wakes.iter() {
                 policies.matching(|p| {
                     p.status
                         .as_ref()
@@ -180,6 +196,7 @@ async fn drift_scan(ctx: Arc<Context>, interval: Duration, wakes: Arc<Wakes>) {
                 // IAM names are case-insensitive; the scan reports them lower-cased.
                 groups.matching(|g| changed.groups.contains(&g.iam_name().to_lowercase()));
                 users.matching(|u| changed.users.contains(&u.iam_name().to_lowercase()));
+                roles.matching(|r| changed.roles.contains(&r.iam_name().to_lowercase()));
             }
         }
         previous = Some((now, started));
@@ -235,7 +252,7 @@ pub async fn run(
         let policy_store = policy_ctl.store();
         synced.push(cache_synced(policy_ctl.store()));
         let policy_ctl = policy_ctl
-            .watches(
+            .watches_resilient(
                 tenancy.clone(),
                 wc.clone(),
                 governed_by(policy_store, namespace_labels.clone()),
@@ -253,12 +270,12 @@ pub async fn run(
         synced.push(cache_synced(group_ctl.store()));
         let all_groups = group_ctl.store();
         let group_ctl = group_ctl
-            .watches(
+            .watches_resilient(
                 tenancy.clone(),
                 wc.clone(),
                 governed_by(all_groups, namespace_labels.clone()),
             )
-            .watches(policies.clone(), wc.clone(), move |p: IamPolicy| {
+            .watches_resilient(policies.clone(), wc.clone(), move |p: IamPolicy| {
                 let ns = p.namespace();
                 let name = p.name_any();
                 group_store
@@ -272,14 +289,85 @@ pub async fn run(
             .run(reconcile::<IamGroup>, error_policy::<IamGroup>, ctx.clone())
             .for_each(|_| futures::future::ready(()));
 
+        let (role_ctl, role_wake) = controller(
+            match &ns {
+                Some(ns) => Api::<IamRole>::namespaced(client.clone(), ns),
+                None => Api::<IamRole>::all(client.clone()),
+            },
+            &config,
+        );
+        synced.push(cache_synced(role_ctl.store()));
+        let role_ctl = {
+            let all_roles = role_ctl.store();
+            let by_policy = role_ctl.store();
+            let by_account = role_ctl.store();
+            // Metadata only: a ServiceAccount's creation (or an edit of its annotations)
+            // matters to the roles that annotate it, never its payload.
+            let accounts: Api<PartialObjectMeta<ServiceAccount>> = match &ns {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            role_ctl
+                .watches_resilient(
+                    tenancy.clone(),
+                    wc.clone(),
+                    governed_by(all_roles, namespace_labels.clone()),
+                )
+                .watches_resilient(policies.clone(), wc.clone(), move |p: IamPolicy| {
+                    let ns = p.namespace();
+                    let name = p.name_any();
+                    by_policy
+                        .state()
+                        .into_iter()
+                        .filter(|r| {
+                            r.namespace() == ns
+                                && (refs_policy(&r.spec.policies, &name)
+                                    || r.spec.permissions_boundary.as_ref().is_some_and(|b| {
+                                        refs_policy(std::slice::from_ref(b), &name)
+                                    }))
+                        })
+                        .map(|r| ObjectRef::from_obj(r.as_ref()))
+                        .collect::<Vec<_>>()
+                })
+                .watches_resilient(
+                    accounts,
+                    wc.clone(),
+                    move |sa: PartialObjectMeta<ServiceAccount>| {
+                        let ns = sa.namespace();
+                        let name = sa.name_any();
+                        by_account
+                            .state()
+                            .into_iter()
+                            .filter(|r| {
+                                r.namespace() == ns
+                                    && r.spec.trust.annotate_service_accounts == Some(true)
+                                    && (r
+                                        .spec
+                                        .trust
+                                        .service_accounts
+                                        .iter()
+                                        .any(|s| s.name == name)
+                                        || r.status.as_ref().is_some_and(|s| {
+                                            s.annotated_service_accounts.contains(&name)
+                                        }))
+                            })
+                            .map(|r| ObjectRef::from_obj(r.as_ref()))
+                            .collect::<Vec<_>>()
+                    },
+                )
+                .shutdown_on_signal()
+                .run(reconcile::<IamRole>, error_policy::<IamRole>, ctx.clone())
+                .for_each(|_| futures::future::ready(()))
+        };
+
         let (user_ctl, user_wake) = controller(users.clone(), &config);
         synced.push(cache_synced(user_ctl.store()));
-        wakes.push((policy_wake, group_wake, user_wake));
+        wakes.push((policy_wake, group_wake, user_wake, role_wake));
         let by_policy = user_ctl.store();
         let by_group = user_ctl.store();
         let all_users = user_ctl.store();
         let user_ctl = user_ctl
-            .watches(
+            .watches_resilient(
                 tenancy,
                 wc.clone(),
                 governed_by(all_users, namespace_labels.clone()),
@@ -293,15 +381,14 @@ pub async fn run(
                 let ctx = ctx.clone();
                 // A lost, edited or deleted Secret wakes its IamUser; the operator's own
                 // writes do not (they would cost a second reconcile of every user).
-                watcher(
+                watch(
                     secrets,
                     watcher::Config::default().labels(crate::k8s::secrets::MANAGED_BY_SELECTOR),
                 )
-                .default_backoff()
                 .touched_objects()
                 .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
             })
-            .watches(policies, wc.clone(), move |p: IamPolicy| {
+            .watches_resilient(policies, wc.clone(), move |p: IamPolicy| {
                 let ns = p.namespace();
                 let name = p.name_any();
                 by_policy
@@ -318,7 +405,7 @@ pub async fn run(
                     .map(|u| ObjectRef::from_obj(u.as_ref()))
                     .collect::<Vec<_>>()
             })
-            .watches(groups, wc, move |g: IamGroup| {
+            .watches_resilient(groups, wc, move |g: IamGroup| {
                 let ns = g.namespace();
                 let name = g.name_any();
                 by_group
@@ -339,7 +426,7 @@ pub async fn run(
             .for_each(|_| futures::future::ready(()));
 
         all.push(Box::pin(async move {
-            futures::join!(policy_ctl, group_ctl, user_ctl);
+            futures::join!(policy_ctl, group_ctl, user_ctl, role_ctl);
         })
             as std::pin::Pin<
                 Box<dyn std::future::Future<Output = ()> + Send>,
@@ -349,11 +436,10 @@ pub async fn run(
     let namespace_watch = {
         let wakes = wakes.clone();
         let mut seen: HashMap<String, std::collections::BTreeMap<String, String>> = HashMap::new();
-        watcher(
+        watch(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default(),
         )
-        .default_backoff()
         .reflect(writer)
         .applied_objects()
         .for_each(move |ns| {

@@ -130,8 +130,43 @@ impl Managed for IamUser {
 
 /// Error surfaced to kube-runtime (already reported in status and events).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ReconcileError(String);
+#[error("{message}")]
+pub struct ReconcileError {
+    message: String,
+    /// The API server could not be reached: retried soon, not charged to the object.
+    unreachable: bool,
+}
+
+impl ReconcileError {
+    fn new(message: String) -> Self {
+        Self {
+            message,
+            unreachable: false,
+        }
+    }
+
+    fn kube(message: String, e: &kube::Error) -> Self {
+        Self {
+            message,
+            unreachable: unreachable(e),
+        }
+    }
+}
+
+/// Whether `e` says the API server could not be reached or is not serving (connection
+/// refused or reset, TLS, a timeout; 503 while it starts or stops), rather than refusing
+/// this object's request.
+pub fn unreachable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        kube::Error::Api(s) => s.code == 503,
+        _ => false,
+    }
+}
+
+fn unreachable_error(e: &crate::error::Error) -> bool {
+    matches!(e, crate::error::Error::Kube(k) if unreachable(k))
+}
 
 pub fn key<K: Managed>(obj: &K) -> String {
     format!(
@@ -185,7 +220,10 @@ async fn apply<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, ReconcileEr
         // A conflict: the object changed since this reconcile read it; the retry starts
         // over from the API server's copy.
         ctx.metrics.reconcile_failed(&kind, e.reason());
-        return Err(ReconcileError(format!("writing status: {e}")));
+        return Err(ReconcileError {
+            unreachable: unreachable_error(&e),
+            message: format!("writing status: {e}"),
+        });
     }
     ctx.metrics.reconciled(&kind, &summary.reason);
     ctx.metrics.object_conditions(
@@ -231,7 +269,10 @@ async fn apply<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, ReconcileEr
             tracing::info!(reason = err.reason(), "not ready: {}", summary.message);
             let resync = ctx.engine.settings.resync_interval;
             match severity {
-                Severity::Transient => Err(ReconcileError(summary.message)),
+                Severity::Transient => Err(ReconcileError {
+                    unreachable: unreachable_error(&err),
+                    message: summary.message,
+                }),
                 // A dependency's change triggers us through the watch; this is a backstop.
                 Severity::Waiting => Ok(Action::requeue(resync.min(Duration::from_secs(60)))),
                 // Needs a human: retry slowly, or at once on the next spec change.
@@ -280,7 +321,10 @@ async fn cleanup<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, Reconcile
                     status.conditions(),
                 );
             }
-            Err(ReconcileError(summary.message))
+            Err(ReconcileError {
+                unreachable: unreachable_error(&err),
+                message: summary.message,
+            })
         }
     }
 }
@@ -309,7 +353,7 @@ pub async fn reconcile<K: Managed>(
             }
             Err(e) => {
                 ctx.metrics.reconcile_failed(&kind, "KubernetesError");
-                return Err(ReconcileError(format!("reading {name}: {e}")));
+                return Err(ReconcileError::kube(format!("reading {name}: {e}"), &e));
             }
         };
         finalizer(&api, FINALIZER, Arc::new(fresh), |event| async {
@@ -328,7 +372,19 @@ pub async fn reconcile<K: Managed>(
             ) {
                 ctx.metrics.reconcile_failed(&kind, "KubernetesError");
             }
-            ReconcileError(e.to_string())
+            let message = e.to_string();
+            match e {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => ReconcileError {
+                    message,
+                    unreachable: e.unreachable,
+                },
+                kube::runtime::finalizer::Error::AddFinalizer(e)
+                | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
+                    ReconcileError::kube(message, &e)
+                }
+                _ => ReconcileError::new(message),
+            }
         })
     }
     .instrument(span)
@@ -339,7 +395,7 @@ pub async fn reconcile<K: Managed>(
 }
 
 pub fn error_policy<K: Managed>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff(&key(obj.as_ref()));
-    tracing::warn!(error = %err, retry_in = ?delay, "reconcile failed");
+    let delay = ctx.backoff(&key(obj.as_ref()), err.unreachable);
+    tracing::warn!(error = %err, unreachable = err.unreachable, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

@@ -38,11 +38,11 @@ ClusterRole and the per-namespace Roles). Each verb is one the code uses; none m
 # the lists of a namespace's users (quotas) and groups (who claims an IAM group);
 # patch: adding and removing the finalizer (a JSON patch).
 - apiGroups: ["iam.kubeop.dev"]
-  resources: ["iampolicies", "iamgroups", "iamusers"]
+  resources: ["iampolicies", "iamgroups", "iamusers", "iamroles"]
   verbs: ["get", "list", "watch", "patch"]
 # patch: status is written with server-side apply, fenced by resourceVersion.
 - apiGroups: ["iam.kubeop.dev"]
-  resources: ["iampolicies/status", "iamgroups/status", "iamusers/status"]
+  resources: ["iampolicies/status", "iamgroups/status", "iamusers/status", "iamroles/status"]
   verbs: ["patch"]
 # get: a credential Secret's content and owner; list, watch: the metadata watch of the
 # Secrets it manages (a lost or edited Secret wakes its user); create: a server-side apply
@@ -52,6 +52,14 @@ ClusterRole and the per-namespace Roles). Each verb is one the code uses; none m
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# IamRoles with trust.annotateServiceAccounts: get: the ServiceAccount's resourceVersion
+# before applying (an apply never creates one that is missing); list, watch: the metadata
+# watch that wakes a role when its ServiceAccount appears; patch: server-side apply of the
+# eks.amazonaws.com/role-arn annotation alone, under its own field manager. No create,
+# update or delete: the operator never makes or removes a ServiceAccount.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "list", "watch", "patch"]
 # create, patch: kube-runtime's event recorder creates an Event, then patches its series.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
