@@ -1,7 +1,8 @@
 //! Session credentials of an IamRole, end to end on the real control plane and the IAM
-//! emulator with AWS authentication and trust policies enforced: `credentials::session`
-//! is called directly (as the IamRole controller calls it), with the operator signing as
-//! an IAM user of its own, and a workload in another process (boto3) signs with what the
+//! emulator with AWS authentication and trust policies enforced. The first test calls
+//! `credentials::session` directly (as the IamRole controller does) with the clock in its
+//! hands, to go through refresh and expiry; the second goes through a real IamRole and the
+//! operator binary. In both, a workload in another process (boto3) signs with what the
 //! Secret holds.
 
 mod support;
@@ -579,4 +580,158 @@ async fn session_credentials_are_published_refreshed_and_removed_when_expired() 
             "secret material shown: {shown}"
         );
     }
+}
+
+/// Through a real IamRole and the operator binary: the role Ready with its session
+/// credentials published, a workload signing with them as the assumed role, a deleted
+/// Secret published again, and the Secret deleted when `sessionCredentials` is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iam_role_with_session_credentials_publishes_them_through_the_operator() {
+    use support::cluster::Operator;
+    let (emu, admin) = authenticated_emulator(1).await;
+    let iam = aws_sdk_iam::Client::new(&signed_config(&emu.url, &admin[0]));
+    let cp = ControlPlane::shared();
+    let ns = cp.namespace("session-op");
+    let client = cp.client().await;
+    let roles: Api<IamRole> = Api::namespaced(client.clone(), &ns);
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    // The operator signs as the admin user: its own principal goes into the trust.
+    let op = Operator::start(
+        cp,
+        &emu.url,
+        &["--watch-namespace", &ns, "--resync-interval", "3s"],
+        &[
+            ("AWS_ACCESS_KEY_ID", &admin[0].0),
+            ("AWS_SECRET_ACCESS_KEY", &admin[0].1),
+        ],
+    );
+    let role_name = format!("{ns}-reporting");
+    let manifest = |session: &str| {
+        format!(
+            r#"apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamRole
+metadata: {{name: reporting, namespace: {ns}}}
+spec:
+  roleName: {role_name}
+  maxSessionDuration: 2h
+  trust:
+    podIdentity: {{}}
+{session}"#
+        )
+    };
+    let applied = cp.apply(&manifest("  sessionCredentials: {duration: 90m}\n"));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let ready = |r: &IamRole| {
+        r.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+                && s.observed_generation == r.metadata.generation
+        })
+    };
+    let role =
+        support::eventually(
+            "the IamRole Ready",
+            std::time::Duration::from_secs(120),
+            || async {
+                roles.get("reporting").await.ok().filter(|r| {
+                    ready(r) && r.status.as_ref().unwrap().session_credentials.is_some()
+                })
+            },
+        )
+        .await;
+    let st = role.status.clone().unwrap().session_credentials.unwrap();
+    assert_eq!(st.secret_name.as_deref(), Some("reporting-aws-session"));
+    assert_eq!(
+        st.expires_at
+            .clone()
+            .unwrap()
+            .0
+            .duration_since(st.issued_at.clone().unwrap().0),
+        SignedDuration::from_mins(90)
+    );
+    let secret = secrets_api.get("reporting-aws-session").await.unwrap();
+    assert_eq!(data(&secret, "AWS_ACCESS_KEY_ID"), st.access_key_id);
+    let assumed = format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/{ns}.reporting");
+    assert_eq!(consume(&emu.url, &secret).as_deref(), Ok(&*assumed));
+    // The trust IAM holds names the operator's principal (the admin user) for AssumeRole.
+    let trust = iam
+        .get_role()
+        .role_name(&role_name)
+        .send()
+        .await
+        .unwrap()
+        .role()
+        .unwrap()
+        .assume_role_policy_document()
+        .unwrap()
+        .to_string();
+    let trust = urlencoding::decode(&trust).unwrap().into_owned();
+    assert!(
+        trust.contains(&format!("arn:aws:iam::{ACCOUNT}:user/admin")),
+        "{trust}"
+    );
+
+    // A deleted Secret is published again (new credentials).
+    secrets_api
+        .delete("reporting-aws-session", &Default::default())
+        .await
+        .unwrap();
+    let first = st.access_key_id.clone().unwrap();
+    let again = support::eventually(
+        "the Secret published again",
+        std::time::Duration::from_secs(60),
+        || async {
+            secrets_api
+                .get_opt("reporting-aws-session")
+                .await
+                .unwrap()
+                .filter(|s| data(s, "AWS_ACCESS_KEY_ID").is_some_and(|id| id != first))
+        },
+    )
+    .await;
+    assert_eq!(consume(&emu.url, &again).as_deref(), Ok(&*assumed));
+
+    // No secret or token in the IamRole, its events or the operator's log.
+    let role = roles.get("reporting").await.unwrap();
+    let events = cp.kubectl_ok(&["get", "events", "-n", &ns, "-o", "json"]);
+    assert!(
+        events.contains("SessionCredentialsPublished"),
+        "an event says what happened: {events}"
+    );
+    let shown = format!(
+        "{}\n{events}\n{}",
+        serde_json::to_string(&role).unwrap(),
+        op.logs()
+    );
+    for s in [&secret, &again] {
+        for key in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+            let value = data(s, key).unwrap();
+            assert!(!shown.contains(&value), "{key} shown");
+        }
+    }
+
+    // sessionCredentials removed: the Secret is deleted, the role stays Ready.
+    let applied = cp.apply(&manifest(""));
+    assert!(applied.status.success());
+    support::eventually(
+        "the Secret deleted",
+        std::time::Duration::from_secs(60),
+        || async {
+            secrets_api
+                .get_opt("reporting-aws-session")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let role = roles.get("reporting").await.unwrap();
+    assert!(role.status.unwrap().session_credentials.is_none());
+    drop(op);
 }
