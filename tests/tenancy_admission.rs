@@ -292,9 +292,14 @@ fn a_selected_namespace_refuses_what_its_tenancy_policy_forbids() {
                 BOUNDARY
             ],
             "allowedGroups": ["shared-*", "ops?"],
+            "allowedTrustPrincipals": [
+                "arn:aws:iam::111122223333:role/ci-*",
+                "arn:aws*:iam::444455556666:root"
+            ],
             "permissionsBoundary": BOUNDARY,
             "accessKeys": false,
-            "console": false
+            "console": false,
+            "sessionCredentials": false
         }),
     );
     let path = format!("/k8s/tenants/{ns}/");
@@ -311,6 +316,7 @@ fn a_selected_namespace_refuses_what_its_tenancy_policy_forbids() {
     );
 
     let named = format!("is named by IamTenancyPolicy {policy}");
+    let irsa = json!({"serviceAccounts": [{"name": "app"}]});
     let not_allowed = format!("is not in allowedPolicyArns of IamTenancyPolicy {policy}");
     let cases = vec![
         // 1. The path.
@@ -467,6 +473,58 @@ fn a_selected_namespace_refuses_what_its_tenancy_policy_forbids() {
             "a policy named like an AWS-managed one",
             "IamPolicy",
             json!({"path": path, "policyName": "ReadOnlyAccess"}),
+        ),
+        // 8. Roles: the same path, policy and boundary rules, and who they may trust.
+        bad(
+            "a role outside the namespace's path",
+            "IamRole",
+            json!({"path": "/k8s/other/", "trust": irsa.clone()}),
+            format!("spec.path /k8s/other/ is outside {path}"),
+        ),
+        bad(
+            "a role attaching AdministratorAccess",
+            "IamRole",
+            json!({"path": path, "trust": irsa.clone(), "policies": [{"arn": "arn:aws:iam::aws:policy/AdministratorAccess"}]}),
+            format!("policy arn:aws:iam::aws:policy/AdministratorAccess {not_allowed}"),
+        ),
+        bad(
+            "a role with another boundary",
+            "IamRole",
+            json!({"path": path, "trust": irsa.clone(), "permissionsBoundary": {"arn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}}),
+            format!("spec.permissionsBoundary differs from the boundary {BOUNDARY}"),
+        ),
+        bad(
+            "a role trusting an account not allowed",
+            "IamRole",
+            json!({"path": path, "trust": {"awsPrincipals": [{"principal": "999999999999"}]}}),
+            format!("AWS principal 999999999999 is not in allowedTrustPrincipals of IamTenancyPolicy {policy}; remove it from spec.trust.awsPrincipals"),
+        ),
+        bad(
+            "a role trusting a role the glob does not cover",
+            "IamRole",
+            json!({"path": path, "trust": {"awsPrincipals": [
+                {"principal": "arn:aws:iam::111122223333:role/ci-runner"},
+                {"principal": "arn:aws:iam::111122223333:role/deploy"}
+            ]}}),
+            "AWS principal arn:aws:iam::111122223333:role/deploy is not in allowedTrustPrincipals",
+        ),
+        bad(
+            "a role with session credentials",
+            "IamRole",
+            json!({"path": path, "trust": irsa.clone(), "sessionCredentials": {}}),
+            format!("session credentials are not allowed in namespace {ns} by IamTenancyPolicy {policy}"),
+        ),
+        ok(
+            "a role trusting its ServiceAccounts and allowed principals",
+            "IamRole",
+            json!({"path": path, "permissionsBoundary": {"arn": BOUNDARY}, "trust": {
+                "serviceAccounts": [{"name": "app"}],
+                "awsPrincipals": [
+                    {"principal": "arn:aws:iam::111122223333:role/ci-runner", "externalId": "x1"},
+                    {"principal": "444455556666"},
+                    {"principal": "arn:aws:iam::444455556666:root"}
+                ]
+            }}),
         ),
     ];
     let mut failures = Vec::new();
@@ -674,6 +732,9 @@ fn the_largest_allow_lists_stay_within_the_cost_limit() {
         .map(|i| format!("arn:aws:iam::123456789012:policy/shared/team-*-{i:02}-readonly?"))
         .collect();
     let groups: Vec<String> = (0..100).map(|i| format!("shared-*-{i:02}?")).collect();
+    let principals: Vec<String> = (0..100)
+        .map(|i| format!("arn:aws:iam::111122223333:role/ci/*-{i:02}-runner?"))
+        .collect();
     tenancy_policy(
         cp,
         &format!("cost-{}", std::process::id()),
@@ -681,6 +742,7 @@ fn the_largest_allow_lists_stay_within_the_cost_limit() {
             "namespaceSelector": {"matchLabels": {&key: "yes"}},
             "allowedPolicyArns": globs,
             "allowedGroups": groups,
+            "allowedTrustPrincipals": principals,
         }),
     );
     // Each value matches only the last glob: every one is tried.
@@ -709,4 +771,25 @@ fn the_largest_allow_lists_stay_within_the_cost_limit() {
         "-99-readonly is not in allowedPolicyArns",
     );
     apply(cp, &user("big", "X"), false).unwrap();
+    let role = |name: &str, end: &str| {
+        object(
+            "IamRole",
+            &ns,
+            name,
+            json!({
+                "path": format!("{PREFIX}{ns}/"),
+                "policies": (0..20).map(|i| json!({"arn": arn(i, "X")})).collect::<Vec<_>>(),
+                "trust": {"awsPrincipals": (0..20).map(|i| json!({
+                    "principal": format!("arn:aws:iam::111122223333:role/ci/platform-engineering-{i}-99-runner{end}")
+                })).collect::<Vec<_>>()},
+            }),
+            json!({}),
+        )
+    };
+    wait_until_refused(
+        cp,
+        &role("probe-role", ""),
+        "-99-runner is not in allowedTrustPrincipals",
+    );
+    apply(cp, &role("big-role", "X"), false).unwrap();
 }
