@@ -122,7 +122,7 @@ impl ServiceAccounts for FakeAccounts {
 /// One reconcile, storing the status on the object as the runtime would.
 async fn reconcile(w: &World, r: &mut IamRole, accounts: &FakeAccounts) -> Result<Synced> {
     let mut status = r.status.clone().unwrap_or_default();
-    let result = role::reconcile(&w.engine, r, &mut status, accounts).await;
+    let result = role::reconcile(&w.engine, r, &mut status, accounts, &*w.secrets).await;
     r.status = Some(status);
     result
 }
@@ -512,7 +512,9 @@ async fn an_existing_role_is_not_taken_over() {
     }
     assert!(attached(&w, "team-a-app").await.is_empty());
     // Its cleanup leaves it too.
-    role::cleanup(&w.engine, &r, &accounts).await.unwrap();
+    role::cleanup(&w.engine, &r, &accounts, &*w.secrets)
+        .await
+        .unwrap();
     assert!(role_exists(&w, "team-a-app").await);
 }
 
@@ -580,7 +582,7 @@ async fn deletion_follows_iams_order_and_retain_leaves_the_role() {
     let mut retained = r.clone();
     retained.spec.deletion_policy = Some(DeletionPolicy::Retain);
     w.emulator.reset_calls().await;
-    role::cleanup(&w.engine, &retained, &accounts)
+    role::cleanup(&w.engine, &retained, &accounts, &*w.secrets)
         .await
         .unwrap();
     assert!(writes(&w.emulator.calls().await).is_empty());
@@ -588,7 +590,9 @@ async fn deletion_follows_iams_order_and_retain_leaves_the_role() {
     assert_eq!(accounts.annotations().len(), 1);
 
     w.emulator.reset_calls().await;
-    role::cleanup(&w.engine, &r, &accounts).await.unwrap();
+    role::cleanup(&w.engine, &r, &accounts, &*w.secrets)
+        .await
+        .unwrap();
     assert!(!role_exists(&w, name).await);
     assert!(accounts.annotations().is_empty(), "annotation left");
     let calls = w.emulator.calls().await;

@@ -30,6 +30,10 @@ pub enum Reason {
     ConsoleDisabled,
     /// Credentials the operator did not create were found on a managed user.
     UnmanagedCredentials,
+    /// Session credentials of a role were published (first, refreshed, or replaced).
+    SessionCredentialsPublished,
+    /// `sessionCredentials` was removed from the spec: its Secret was deleted.
+    SessionCredentialsRemoved,
 }
 
 impl Reason {
@@ -47,6 +51,8 @@ impl Reason {
             Reason::ConsolePasswordRevoked => "ConsolePasswordRevoked",
             Reason::ConsoleDisabled => "ConsoleDisabled",
             Reason::UnmanagedCredentials => "UnmanagedCredentials",
+            Reason::SessionCredentialsPublished => "SessionCredentialsPublished",
+            Reason::SessionCredentialsRemoved => "SessionCredentialsRemoved",
         }
     }
 

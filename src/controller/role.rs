@@ -3,8 +3,9 @@
 //! forced boundary before anything is granted, then tags, description, trust, policies,
 //! instance profile, and the ServiceAccount annotations.
 //!
-//! Publishing session credentials is not part of this pipeline: it only writes the trust
-//! statement that lets the operator assume the role.
+//! Session credentials (`spec.sessionCredentials`) come last, once the role and its trust
+//! (with the operator's statement) are in place: `credentials::session` issues and
+//! publishes them, and the role requeues itself at their refresh time.
 
 pub mod trust;
 
@@ -16,6 +17,7 @@ use crate::api::{DeletionPolicy, IamRole, IamRoleStatus, PolicyAttachment};
 use crate::document;
 use crate::error::{Error, Result};
 use crate::iam::{IamError, NewRole, Principal, RoleInfo, gone, optional};
+use crate::k8s::SecretStore;
 use crate::limits::{self, InlineOwner};
 use async_trait::async_trait;
 use kube::ResourceExt;
@@ -171,6 +173,7 @@ pub async fn reconcile(
     obj: &IamRole,
     status: &mut IamRoleStatus,
     accounts: &dyn ServiceAccounts,
+    secrets: &dyn SecretStore,
 ) -> Result<Synced> {
     let mut synced = Synced::default();
     let (tenancy, engine) = &engine.for_tenant(obj).await?;
@@ -335,7 +338,55 @@ pub async fn reconcile(
     grants.refused = refused;
     grants.refusal()?;
     annotations?;
+    sync_session(engine, obj, status, &info.arn, secrets, &mut synced).await?;
     Ok(synced)
+}
+
+/// Session credentials: published and refreshed while the spec asks for them (the trust
+/// built above lets the operator assume the role), their Secret deleted when it no longer
+/// does. A refusal by STS fails the reconcile (Ready False) with its message, after the
+/// step kept still-valid credentials or removed expired ones.
+async fn sync_session(
+    engine: &Engine,
+    obj: &IamRole,
+    status: &mut IamRoleStatus,
+    role_arn: &str,
+    secrets: &dyn SecretStore,
+    synced: &mut Synced,
+) -> Result<()> {
+    use super::credentials::session;
+    if obj.spec.session_credentials.is_none() {
+        if let Some(published) = status.session_credentials.take() {
+            session::remove(secrets, obj, Some(&published), false).await?;
+            synced.note(
+                Reason::SessionCredentialsRemoved,
+                "Deleted the session credentials Secret: spec.sessionCredentials was removed",
+            );
+        }
+        return Ok(());
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let step = session::SessionStep {
+        iam: &*engine.iam,
+        secrets,
+        obj,
+        role_arn,
+        now,
+    };
+    let outcome = session::reconcile(&step, &mut status.session_credentials).await?;
+    if let Some(at) = outcome.requeue_at {
+        let after = std::time::Duration::try_from(at.duration_since(now))
+            .unwrap_or(std::time::Duration::ZERO)
+            .max(std::time::Duration::from_secs(1));
+        synced.requeue_within(after);
+    }
+    if let Some(why) = outcome.issued {
+        synced.note(Reason::SessionCredentialsPublished, why.message());
+    }
+    match outcome.error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Keeps the role in an instance profile of its own name and path when `wanted`, and in no
@@ -482,8 +533,22 @@ async fn sync_annotations(
 /// The finalizer's work. `Delete`: the role's instance profiles, managed and inline
 /// policies, then the role, in the order IAM demands, and the ServiceAccount annotations.
 /// `Retain` leaves the role and the annotations that point workloads at it.
-pub async fn cleanup(engine: &Engine, obj: &IamRole, accounts: &dyn ServiceAccounts) -> Result<()> {
-    if engine.deletion_policy(obj.spec.deletion_policy) == DeletionPolicy::Retain {
+pub async fn cleanup(
+    engine: &Engine,
+    obj: &IamRole,
+    accounts: &dyn ServiceAccounts,
+    secrets: &dyn SecretStore,
+) -> Result<()> {
+    // The session Secret: deleted with `Delete`, kept (without its owner) with `Retain`.
+    let retain = engine.deletion_policy(obj.spec.deletion_policy) == DeletionPolicy::Retain;
+    let published = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.session_credentials.as_ref());
+    if obj.spec.session_credentials.is_some() || published.is_some() {
+        super::credentials::session::remove(secrets, obj, published, retain).await?;
+    }
+    if retain {
         return Ok(());
     }
     let (_, engine) = &engine.for_tenant(obj).await?;

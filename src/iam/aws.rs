@@ -1520,6 +1520,49 @@ impl Iam for AwsIam {
             .map_err(map_err)?;
         Ok(profiles.iter().map(instance_profile_info).collect())
     }
+
+    // STS.
+    async fn assume_role_session(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration: std::time::Duration,
+    ) -> IamResult<SessionCredentials> {
+        let seconds = i32::try_from(duration.as_secs()).map_err(|_| {
+            IamError::Invalid(format!("session duration {duration:?} is out of range"))
+        })?;
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session_name)
+            .duration_seconds(seconds)
+            .send()
+            .await
+            .map_err(|e| assume_role_error(role_arn, map_err(e)))?;
+        let creds = out.credentials().ok_or_else(|| not_found("Credentials"))?;
+        Ok(SessionCredentials {
+            access_key_id: creds.access_key_id().to_string(),
+            secret_access_key: SecretString::from(creds.secret_access_key().to_string()),
+            session_token: SecretString::from(creds.session_token().to_string()),
+            expiration: ts(creds.expiration()),
+        })
+    }
+}
+
+/// STS's refusals of `AssumeRole`, with what to fix. STS's own message names the caller
+/// (`User: arn:... is not authorized to perform: sts:AssumeRole on resource: ...`) and never
+/// carries credentials.
+fn assume_role_error(role_arn: &str, error: IamError) -> IamError {
+    match error {
+        IamError::AccessDenied(m) => IamError::AccessDenied(format!(
+            "{m}. The trust policy of {role_arn} must allow the operator's principal (the caller named here) to call sts:AssumeRole, and the operator's identity policy must allow sts:AssumeRole on it"
+        )),
+        IamError::Invalid(m) => {
+            IamError::Invalid(format!("STS refused a session of {role_arn}: {m}"))
+        }
+        other => other,
+    }
 }
 
 /// A stable hash of an entity's reported state: equal within one process for equal state,

@@ -8,7 +8,7 @@
 use super::{
     AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamError, IamResult, InstanceProfileInfo,
     KeyStatus, NewAccessKey, NewRole, PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion,
-    Principal, RoleInfo, UserInfo,
+    Principal, RoleInfo, SessionCredentials, UserInfo,
 };
 use crate::leader::LeaseGuard;
 use async_trait::async_trait;
@@ -393,6 +393,21 @@ impl Iam for FencedIam {
     ) -> IamResult<Vec<InstanceProfileInfo>> {
         self.inner.list_instance_profiles_for_role(role).await
     }
+
+    // STS: a session is credentials issued, so it waits for the lease like a write.
+    async fn assume_role_session(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration: std::time::Duration,
+    ) -> IamResult<SessionCredentials> {
+        self.write(
+            "AssumeRole",
+            self.inner
+                .assume_role_session(role_arn, session_name, duration),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -684,6 +699,15 @@ mod tests {
             self.note("list_instance_profiles_for_role");
             Ok(vec![])
         }
+        async fn assume_role_session(
+            &self,
+            _: &str,
+            _: &str,
+            _: Duration,
+        ) -> IamResult<SessionCredentials> {
+            self.note("assume_role_session");
+            missing("role")
+        }
     }
 
     const READS: [&str; 20] = [
@@ -855,6 +879,13 @@ mod tests {
                 "remove_role_from_instance_profile",
                 iam.remove_role_from_instance_profile("r", "r").await,
             ),
+            (
+                "assume_role_session",
+                unit(
+                    iam.assume_role_session("arn", "s", Duration::from_secs(900))
+                        .await,
+                ),
+            ),
         ]
     }
 
@@ -899,7 +930,7 @@ mod tests {
             let (inner, iam) = fenced(&guard);
             let writes = call_everything(&iam).await;
             assert_eq!(inner.calls(), READS, "only reads reach IAM");
-            assert_eq!(writes.len(), 40);
+            assert_eq!(writes.len(), 41);
             for (name, result) in writes {
                 match result {
                     Err(IamError::Transient(m)) => {

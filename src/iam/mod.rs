@@ -234,6 +234,18 @@ pub struct AccountSnapshot {
     pub roles: BTreeMap<String, u64>,
 }
 
+/// Temporary credentials of a role session (`sts:AssumeRole`). The secret and the token
+/// stay in `SecretString` (redacted `Debug`) until they are written into a Secret.
+#[derive(Debug, Clone)]
+pub struct SessionCredentials {
+    /// `ASIA...`: safe to show.
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub session_token: SecretString,
+    /// When STS says they stop working.
+    pub expiration: Timestamp,
+}
+
 /// The port. Every method is one logical IAM read or write; list methods return all pages.
 #[async_trait]
 pub trait Iam: Send + Sync {
@@ -361,4 +373,17 @@ pub trait Iam: Send + Sync {
         &self,
         role: &str,
     ) -> IamResult<Vec<InstanceProfileInfo>>;
+
+    // STS.
+    /// Credentials of a new session of the role `role_arn`, named `session_name` (1-64
+    /// characters of `[\w+=,.@-]`), lasting `duration`, obtained with this port's own
+    /// identity (the operator's, or the tenancy's role). `AccessDenied` when the role's
+    /// trust policy does not allow that identity; `Invalid` when the duration exceeds the
+    /// role's maximum. Issuing credentials is a write (fenced like one).
+    async fn assume_role_session(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration: std::time::Duration,
+    ) -> IamResult<SessionCredentials>;
 }

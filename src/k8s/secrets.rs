@@ -1,5 +1,7 @@
-//! The Secrets an IamUser's credentials are published in: a port ([`SecretStore`]) the
-//! credential protocol uses, and its Kubernetes implementation ([`KubeSecrets`]).
+//! The Secrets credentials are published in (an IamUser's access key and console password,
+//! an IamRole's session credentials): a port ([`SecretStore`]) the credential protocols
+//! use, and its Kubernetes implementation ([`KubeSecrets`]), owned by the object the
+//! credentials belong to.
 
 use super::FIELD_MANAGER;
 use crate::api::IamUser;
@@ -41,17 +43,17 @@ pub struct StoredSecret {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// The Secrets of one IamUser. Every method refuses to touch a Secret that this IamUser did
-/// not create.
+/// The Secrets of one owner (an IamUser or an IamRole). Every method refuses to touch a
+/// Secret that this owner did not create.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// The Secret if it exists; one created by someone else is a `SecretConflict`.
     async fn get(&self, name: &str) -> Result<Option<StoredSecret>>;
     /// Creates or replaces the Secret; `dry_run` only validates the write.
     async fn put(&self, name: &str, secret: &StoredSecret, dry_run: bool) -> Result<()>;
-    /// Deletes the Secret if it is this IamUser's.
+    /// Deletes the Secret if it is this owner's.
     async fn delete(&self, name: &str) -> Result<()>;
-    /// Keeps the Secret but stops it being garbage-collected with the IamUser.
+    /// Keeps the Secret but stops it being garbage-collected with its owner.
     async fn orphan(&self, name: &str) -> Result<()>;
     /// Whether the namespace is being deleted, so that no Secret can be kept in it.
     async fn namespace_terminating(&self) -> Result<bool>;
@@ -109,7 +111,7 @@ impl OwnWrites {
     }
 }
 
-/// The Kubernetes Secrets of one IamUser, owned by it (owner reference with its uid).
+/// The Kubernetes Secrets of one object, owned by it (owner reference with its uid).
 pub struct KubeSecrets {
     api: Api<Secret>,
     owner: OwnerReference,
@@ -119,12 +121,21 @@ pub struct KubeSecrets {
 
 impl KubeSecrets {
     pub fn new(client: kube::Client, obj: &IamUser, own_writes: Arc<OwnWrites>) -> Self {
+        Self::for_owner(client, obj, own_writes)
+    }
+
+    /// The Secrets of any namespaced object (same labels, field manager, owner reference
+    /// and own-write records as an IamUser's).
+    pub fn for_owner<K>(client: kube::Client, obj: &K, own_writes: Arc<OwnWrites>) -> Self
+    where
+        K: Resource<DynamicType = ()>,
+    {
         let namespace = obj.namespace();
         Self {
             api: Api::namespaced(client, namespace.as_deref().unwrap_or_default()),
             owner: OwnerReference {
-                api_version: IamUser::api_version(&()).into_owned(),
-                kind: IamUser::kind(&()).into_owned(),
+                api_version: K::api_version(&()).into_owned(),
+                kind: K::kind(&()).into_owned(),
                 name: obj.name_any(),
                 uid: obj.uid().unwrap_or_default(),
                 controller: Some(true),
@@ -155,7 +166,8 @@ impl SecretStore for KubeSecrets {
         };
         if !self.owned(&secret) {
             return Err(Error::SecretConflict(format!(
-                "Secret {name} already exists and was not created for this IamUser; delete it or choose another secretName"
+                "Secret {name} already exists and was not created for this {}; delete it or choose another secretName",
+                self.owner.kind
             )));
         }
         let data = secret

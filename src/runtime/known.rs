@@ -6,7 +6,7 @@ use crate::controller::drift::{Known, KnownGroup, KnownRole, KnownUser};
 use crate::iam::{
     AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamResult, InstanceProfileInfo, KeyStatus,
     NewAccessKey, NewRole, PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal,
-    RoleInfo, UserInfo,
+    RoleInfo, SessionCredentials, UserInfo,
 };
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -652,5 +652,17 @@ impl Iam for KnowingIam {
             });
         }
         r
+    }
+
+    // STS: a session changes nothing the drift scan compares.
+    async fn assume_role_session(
+        &self,
+        role_arn: &str,
+        session_name: &str,
+        duration: std::time::Duration,
+    ) -> IamResult<SessionCredentials> {
+        self.inner
+            .assume_role_session(role_arn, session_name, duration)
+            .await
     }
 }

@@ -7,7 +7,7 @@ use crate::api::{IamRole, IamRoleStatus, ROLE_ARN_ANNOTATION};
 use crate::controller::Synced;
 use crate::controller::role::{self, ServiceAccounts};
 use crate::error::{Error, Result};
-use crate::k8s::Journal;
+use crate::k8s::{Journal, KubeSecrets};
 use crate::status::ObjectStatus;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -108,11 +108,13 @@ impl Managed for IamRole {
     ) -> Result<Synced> {
         let accounts =
             KubeServiceAccounts::new(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-        role::reconcile(&ctx.engine, obj, status, &accounts).await
+        let secrets = KubeSecrets::for_owner(ctx.client.clone(), obj, ctx.own_writes.clone());
+        role::reconcile(&ctx.engine, obj, status, &accounts, &secrets).await
     }
     async fn cleanup(ctx: &Context, obj: &Self) -> Result<()> {
         let accounts =
             KubeServiceAccounts::new(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-        role::cleanup(&ctx.engine, obj, &accounts).await
+        let secrets = KubeSecrets::for_owner(ctx.client.clone(), obj, ctx.own_writes.clone());
+        role::cleanup(&ctx.engine, obj, &accounts, &secrets).await
     }
 }

@@ -521,6 +521,20 @@ class EmulatorApp:
                 if aged:
                     return _json_response(start_response, 200, {"aged": key_id})
             return _json_response(start_response, 404, {"error": f"no key {key_id} of {user}"})
+        if route == "age-session" and method == "POST":
+            # Moves an STS session's expiry back, so expiry can be tested without
+            # waiting out STS's 15-minute minimum duration.
+            import strict_sts
+
+            try:
+                spec = _read_json(environ)
+                key_id, seconds = spec["accessKeyId"], float(spec["seconds"])
+            except (ValueError, TypeError, KeyError) as err:
+                return _json_response(start_response, 400, {"error": f"bad request: {err}"})
+            with self.moto_lock:
+                if strict_sts.age_session(key_id, seconds):
+                    return _json_response(start_response, 200, {"aged": key_id})
+            return _json_response(start_response, 404, {"error": f"no session {key_id}"})
         if route == "faults":
             if method == "GET":
                 with c.lock:
@@ -629,8 +643,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     import strict_iam
+    import strict_sts
 
     strict_iam.install()
+    strict_sts.install()
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.log_requests else logging.ERROR)
 
     app = EmulatorApp(DomainDispatcherApplication(create_backend_app), Controls(), network)

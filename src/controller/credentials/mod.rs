@@ -1,5 +1,7 @@
 //! Credentials published into Secrets: access keys ([`keys`]) and console passwords
-//! ([`console`]). This step runs whenever the IAM user exists and is this resource's, even
+//! ([`console`]) of IamUsers, and session credentials of IamRoles ([`session`]).
+//!
+//! A user's credential step runs whenever the IAM user exists and is this resource's, even
 //! when the rest of the user is blocked (a dependency not Ready, a denied policy, an
 //! AccessDenied): disabling a credential, ending a grace period, rotating and replacing a
 //! revoked credential never wait on unrelated errors. Only a *first* credential waits until
@@ -10,6 +12,7 @@
 
 pub mod console;
 pub mod keys;
+pub mod session;
 
 use super::{Engine, Reason, Synced};
 use crate::api::{DeletionPolicy, IamUser, IamUserStatus, UnmanagedCredentials};
