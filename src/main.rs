@@ -56,7 +56,7 @@ struct Args {
     oidc_provider_arn: Option<String>,
     /// The operator's own IAM principal, which IamRoles with `sessionCredentials` trust.
     /// Default: the identity `sts:GetCallerIdentity` reports at start-up (an assumed role's
-    /// session as its role ARN; set this flag for a role with a path other than `/`).
+    /// session as its role's ARN, path included, read with `iam:GetRole`).
     #[arg(long, env = "IAM_OPERATOR_OPERATOR_PRINCIPAL_ARN")]
     operator_principal_arn: Option<String>,
     /// Deletion policy of resources that do not set spec.deletionPolicy.
@@ -325,7 +325,20 @@ async fn start(mut args: Args) -> Result<(), String> {
     if settings.operator_principal_arn.is_none() {
         match iam.caller_arn().await {
             Ok(caller) => {
-                let principal = iam_operator::controller::role::trust::principal_of_caller(&caller);
+                let mut principal =
+                    iam_operator::controller::role::trust::principal_of_caller(&caller);
+                // An assumed role's session ARN lacks the role's path, which a trust policy
+                // must carry: IAM itself says what the role's ARN is.
+                if caller.contains(":assumed-role/")
+                    && let Some(name) = principal.rsplit('/').next()
+                {
+                    match iam.get_role(name).await {
+                        Ok(role) => principal = role.arn,
+                        Err(e) => {
+                            tracing::warn!(error = %e, role = name, "cannot read the operator's own role for its path; assuming /")
+                        }
+                    }
+                }
                 tracing::info!(%principal, "operator principal for session credentials");
                 settings.operator_principal_arn = Some(principal);
             }

@@ -1489,6 +1489,7 @@ spec:
     - name: own
       document: {{Version: "2012-10-17", Statement: [{{Effect: Allow, Action: "s3:ListBucket", Resource: "*"}}]}}
   instanceProfile: true
+  sessionCredentials: {{duration: 15m}}
 "#
     ));
     let out = c.cp.kubectl(&[

@@ -70,6 +70,29 @@ fn governed_by<K: Managed>(
     }
 }
 
+/// The operator's Secrets, metadata only (the watch needs owners and versions, never the
+/// payloads): a lost, edited or deleted Secret wakes its owner (an IamUser's keys and
+/// password, an IamRole's session credentials); the operator's own writes do not (they
+/// would cost a second reconcile of every owner).
+fn owned_secrets(
+    client: &Client,
+    ns: &Option<String>,
+    ctx: &Arc<Context>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
+{
+    let secrets: Api<PartialObjectMeta<Secret>> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let ctx = ctx.clone();
+    watch(
+        secrets,
+        watcher::Config::default().labels(crate::k8s::secrets::MANAGED_BY_SELECTOR),
+    )
+    .touched_objects()
+    .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
+}
+
 fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool {
     attachments
         .iter()
@@ -355,6 +378,7 @@ pub async fn run(
                             .collect::<Vec<_>>()
                     },
                 )
+                .owns_stream(owned_secrets(&client, &ns, &ctx))
                 .shutdown_on_signal()
                 .run(reconcile::<IamRole>, error_policy::<IamRole>, ctx.clone())
                 .for_each(|_| futures::future::ready(()))
@@ -372,22 +396,7 @@ pub async fn run(
                 wc.clone(),
                 governed_by(all_users, namespace_labels.clone()),
             )
-            .owns_stream({
-                // Metadata only: the watch needs owners and versions, never the payloads.
-                let secrets: Api<PartialObjectMeta<Secret>> = match &ns {
-                    Some(ns) => Api::namespaced(client.clone(), ns),
-                    None => Api::all(client.clone()),
-                };
-                let ctx = ctx.clone();
-                // A lost, edited or deleted Secret wakes its IamUser; the operator's own
-                // writes do not (they would cost a second reconcile of every user).
-                watch(
-                    secrets,
-                    watcher::Config::default().labels(crate::k8s::secrets::MANAGED_BY_SELECTOR),
-                )
-                .touched_objects()
-                .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
-            })
+            .owns_stream(owned_secrets(&client, &ns, &ctx))
             .watches_resilient(policies, wc.clone(), move |p: IamPolicy| {
                 let ns = p.namespace();
                 let name = p.name_any();

@@ -47,6 +47,20 @@ pub trait Managed:
     async fn cleanup(ctx: &Context, obj: &Self) -> Result<()>;
     /// Kind-specific metrics from the status just written (the access key's age).
     fn observe(_metrics: &Metrics, _obj: &Self, _status: &Self::Status) {}
+    /// A moment by which the object must be reconciled again even while it fails (session
+    /// credentials that expire then and must not stay in their Secret past it).
+    fn due(_status: &Self::Status) -> Option<Timestamp> {
+        None
+    }
+}
+
+/// `delay`, shortened to reach the object's due moment, if that is still ahead.
+fn until_due<K: Managed>(status: Option<&K::Status>, delay: Duration) -> Duration {
+    let ahead = status
+        .and_then(K::due)
+        .and_then(|due| Duration::try_from(due.duration_since(Timestamp::now())).ok())
+        .filter(|d| !d.is_zero());
+    ahead.map_or(delay, |d| delay.min(d))
 }
 
 #[async_trait]
@@ -274,9 +288,15 @@ async fn apply<K: Managed>(ctx: &Context, obj: &K) -> Result<Action, ReconcileEr
                     message: summary.message,
                 }),
                 // A dependency's change triggers us through the watch; this is a backstop.
-                Severity::Waiting => Ok(Action::requeue(resync.min(Duration::from_secs(60)))),
+                Severity::Waiting => Ok(Action::requeue(until_due::<K>(
+                    Some(&status),
+                    resync.min(Duration::from_secs(60)),
+                ))),
                 // Needs a human: retry slowly, or at once on the next spec change.
-                Severity::Stalled => Ok(Action::requeue(resync.min(Duration::from_secs(600)))),
+                Severity::Stalled => Ok(Action::requeue(until_due::<K>(
+                    Some(&status),
+                    resync.min(Duration::from_secs(600)),
+                ))),
             }
         }
     }
@@ -395,7 +415,48 @@ pub async fn reconcile<K: Managed>(
 }
 
 pub fn error_policy<K: Managed>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff(&key(obj.as_ref()), err.unreachable);
+    let delay = until_due::<K>(
+        obj.current_status(),
+        ctx.backoff(&key(obj.as_ref()), err.unreachable),
+    );
     tracing::warn!(error = %err, unreachable = err.unreachable, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{IamRole, IamRoleStatus, SessionCredentialsStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::SignedDuration;
+
+    fn expiring_in(secs: i64) -> IamRoleStatus {
+        IamRoleStatus {
+            session_credentials: Some(SessionCredentialsStatus {
+                expires_at: Some(Time(Timestamp::now() + SignedDuration::from_secs(secs))),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_failing_role_is_retried_by_the_time_its_credentials_expire() {
+        let long = Duration::from_secs(600);
+        let soon = until_due::<IamRole>(Some(&expiring_in(30)), long);
+        assert!(
+            soon <= Duration::from_secs(30) && soon > Duration::from_secs(25),
+            "{soon:?}"
+        );
+        // Past expiry (already handled) or nothing published: the usual delay.
+        assert_eq!(until_due::<IamRole>(Some(&expiring_in(-5)), long), long);
+        assert_eq!(
+            until_due::<IamRole>(Some(&IamRoleStatus::default()), long),
+            long
+        );
+        assert_eq!(until_due::<IamRole>(None, long), long);
+        // A shorter backoff stays as it is.
+        let short = Duration::from_secs(2);
+        assert_eq!(until_due::<IamRole>(Some(&expiring_in(30)), short), short);
+    }
 }

@@ -12,6 +12,7 @@ use crate::status::ObjectStatus;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -116,5 +117,9 @@ impl Managed for IamRole {
             KubeServiceAccounts::new(ctx.client.clone(), &obj.namespace().unwrap_or_default());
         let secrets = KubeSecrets::for_owner(ctx.client.clone(), obj, ctx.own_writes.clone());
         role::cleanup(&ctx.engine, obj, &accounts, &secrets).await
+    }
+    fn due(status: &Self::Status) -> Option<Timestamp> {
+        let session = status.session_credentials.as_ref()?;
+        session.expires_at.as_ref().map(|t| t.0)
     }
 }

@@ -64,9 +64,9 @@ pub fn principal_arn(principal: &str, partition: &str) -> String {
 /// The principal a trust policy names for the identity `sts:GetCallerIdentity` reports:
 /// an assumed-role session `arn:aws:sts::<acct>:assumed-role/<name>/<session>` is the role
 /// `arn:aws:iam::<acct>:role/<name>`; any other ARN (a user) is itself. The session ARN
-/// does not carry the role's path, so a role with a path other than `/` must be given with
-/// `--operator-principal-arn` (IAM refuses a trust policy naming a role that does not
-/// exist).
+/// does not carry the role's path: start-up reads the role (`iam:GetRole`) for its real ARN,
+/// and `--operator-principal-arn` overrides both (IAM refuses a trust policy naming a role
+/// that does not exist).
 pub fn principal_of_caller(caller: &str) -> String {
     let parts: Vec<&str> = caller.splitn(6, ':').collect();
     if let [_, partition, "sts", _, account, resource] = parts.as_slice()
