@@ -210,6 +210,10 @@ pub struct IamRoleStatus {
     /// ARN of the role's instance profile, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_profile_arn: Option<String>,
+    /// When the operator last wrote the role's trust policy. IAM applies a change within
+    /// seconds; until then STS may still refuse the operator's `AssumeRole`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_updated_at: Option<Time>,
     /// ServiceAccounts annotated with the role's ARN (so the annotation can be removed when
     /// no longer wanted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -20,6 +20,8 @@ use crate::iam::{IamError, NewRole, Principal, RoleInfo, gone, optional};
 use crate::k8s::SecretStore;
 use crate::limits::{self, InlineOwner};
 use async_trait::async_trait;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 /// IAM's default longest session of a role, in seconds.
@@ -231,6 +233,7 @@ pub async fn reconcile(
                 other => other.into(),
             })?;
             synced.note(Reason::Created, format!("Created IAM role {name}"));
+            status.trust_updated_at = Some(Time(Timestamp::now()));
             info
         }
     };
@@ -298,6 +301,7 @@ pub async fn reconcile(
                 }
                 other => other.into(),
             })?;
+        status.trust_updated_at = Some(Time(Timestamp::now()));
         synced.note(
             Reason::Updated,
             format!("Updated trust policy of IAM role {name}"),
@@ -384,8 +388,28 @@ async fn sync_session(
         synced.note(Reason::SessionCredentialsPublished, why.message());
     }
     match outcome.error {
-        Some(e) => Err(e),
+        Some(e) => Err(settling(e, status.trust_updated_at.as_ref(), now)),
         None => Ok(()),
+    }
+}
+
+/// How long after the operator wrote a role's trust policy STS may still refuse because of
+/// it: IAM is eventually consistent, and a new or changed trust usually applies within
+/// seconds. A refusal then is retried with backoff, not reported as Stalled.
+const TRUST_SETTLING: k8s_openapi::jiff::SignedDuration =
+    k8s_openapi::jiff::SignedDuration::from_secs(120);
+
+/// `AccessDenied` from `AssumeRole` shortly after the trust was written is transient.
+fn settling(err: Error, trust_updated_at: Option<&Time>, now: Timestamp) -> Error {
+    match err {
+        Error::Iam(IamError::AccessDenied(m))
+            if trust_updated_at.is_some_and(|t| now.duration_since(t.0) < TRUST_SETTLING) =>
+        {
+            Error::Iam(IamError::Transient(format!(
+                "{m} (the role's trust policy was written moments ago and IAM may not apply it yet; retrying)"
+            )))
+        }
+        other => other,
     }
 }
 
@@ -575,4 +599,34 @@ pub async fn cleanup(
     permissions::remove_all(engine, Principal::Role(name)).await?;
     gone(engine.iam.delete_role(name).await)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_right_after_the_trust_was_written_is_retried_not_stalled() {
+        let now = Timestamp::now();
+        let denied = || Error::Iam(IamError::AccessDenied("not authorized".into()));
+        let written = |secs| Time(now - k8s_openapi::jiff::SignedDuration::from_secs(secs));
+        let fresh = settling(denied(), Some(&written(5)), now);
+        assert!(
+            matches!(&fresh, Error::Iam(IamError::Transient(m)) if m.contains("not authorized")),
+            "{fresh:?}"
+        );
+        assert!(matches!(
+            settling(denied(), Some(&written(600)), now),
+            Error::Iam(IamError::AccessDenied(_))
+        ));
+        assert!(matches!(
+            settling(denied(), None, now),
+            Error::Iam(IamError::AccessDenied(_))
+        ));
+        // Other failures are what they are.
+        assert!(matches!(
+            settling(Error::InvalidSpec("x".into()), Some(&written(5)), now),
+            Error::InvalidSpec(_)
+        ));
+    }
 }
