@@ -1478,8 +1478,7 @@ spec:
 kind: IamRole
 metadata: {{name: app, namespace: {ns}}}
 spec:
-  # No spaces: the emulator's signature check re-encodes a space differently from the SDK.
-  description: documented-policy-role
+  description: the role of the documented policy
   maxSessionDuration: 2h
   tags: {{team: a}}
   trust: {{serviceAccounts: [{{name: app}}]}}

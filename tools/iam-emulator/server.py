@@ -242,6 +242,39 @@ def _request_service_action(environ: Environ) -> tuple[str | None, str | None]:
     return service, (actions[0] if actions else None)
 
 
+# The raw body of the request moto is handling (moto runs one request at a time).
+_RAW_BODY = threading.local()
+
+
+def _raw_body(environ: Environ) -> bytes:
+    """The request's body as sent, leaving it readable for moto."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+def sign_over_raw_body() -> None:
+    """Checks a signature over the bytes the client sent, as AWS does. moto's server
+    rebuilds a form body from its parsed fields first, encoding a space as `+` where SDKs
+    sign `%20`, so any parameter with a space (a description) failed authentication."""
+    from moto.iam import access_control
+
+    original = access_control.IAMRequestBase._create_aws_request
+
+    def create(self: Any) -> Any:
+        request = original(self)
+        raw = getattr(_RAW_BODY, "body", b"")
+        if raw:
+            request.data = raw
+        return request
+
+    access_control.IAMRequestBase._create_aws_request = create
+
+
 def _read_json(environ: Environ) -> Any:
     length = int(environ.get("CONTENT_LENGTH") or 0)
     return json.loads(environ["wsgi.input"].read(length) if length > 0 else b"null")
@@ -315,11 +348,15 @@ class EmulatorApp:
             captured[:] = [status, headers, exc_info]
             return lambda data: None
 
+        raw = _raw_body(environ) if environ.get("REQUEST_METHOD") == "POST" else b""
+
         def run() -> bytes:
+            _RAW_BODY.body = raw
             result = self.moto_app(environ, capture)
             try:
                 return b"".join(result)
             finally:
+                _RAW_BODY.body = b""
                 close = getattr(result, "close", None)
                 if close:
                     close()
@@ -647,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
 
     strict_iam.install()
     strict_sts.install()
+    sign_over_raw_body()
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.log_requests else logging.ERROR)
 
     app = EmulatorApp(DomainDispatcherApplication(create_backend_app), Controls(), network)

@@ -328,3 +328,33 @@ def test_an_unknown_caller_without_authentication_has_an_iam_arn_a_trust_can_nam
         assert emu.client("sts").assume_role(RoleArn=arn, RoleSessionName="s1")["Credentials"]["AccessKeyId"]
     finally:
         emu.stop()
+
+
+def test_a_signature_over_a_space_encoded_as_percent_20_is_accepted(world: World) -> None:
+    """SDKs other than botocore (the Rust SDK among them) encode a space as `%20` in a form
+    body and sign those bytes; AWS checks the signature over the bytes sent."""
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    body = (
+        "Action=CreateRole&Version=2010-05-08&RoleName=spaced"
+        "&Description=a%20role%20with%20spaces&AssumeRolePolicyDocument="
+        + urllib.parse.quote(trust(allow({"AWS": user_arn("op")})), safe="")
+    )
+    request = AWSRequest(
+        method="POST",
+        url=world.emu.url + "/",
+        data=body.encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    )
+    SigV4Auth(Credentials(world.creds[0], world.creds[1]), "iam", "us-east-1").add_auth(request)
+    sent = urllib.request.Request(
+        world.emu.url + "/", data=body.encode(), headers=dict(request.headers), method="POST"
+    )
+    with urllib.request.urlopen(sent) as answer:
+        assert answer.status == 200
+    described = world.iam.get_role(RoleName="spaced")["Role"]["Description"]
+    assert described == "a role with spaces"
