@@ -300,7 +300,10 @@ struct Result {
     throttled: u64,
     min_writes: u64,
     first_pass: Calls,
+    /// Drift-scan passes compared in the first-pass window (from the operator's log).
     scan_passes: u64,
+    /// The operator's log lines of that window about what the passes woke, and why.
+    woken: Vec<String>,
     resync: Calls,
     steady: Calls,
     steady_secs: u64,
@@ -410,6 +413,7 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
             .expect("out-of-band RemoveUserFromGroup");
     }
     let base = emulator.calls().await;
+    let log_base = op.logs().len();
     let pass_deadline = Instant::now() + iv.converge_scan * 3;
     loop {
         let now = emulator.calls().await;
@@ -442,11 +446,20 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
             "the out-of-band change was not repaired; pass calls: {first_pass:?}"
         );
     }
-    let scan_passes = first_pass
-        .get("GetAccountAuthorizationDetails")
-        .copied()
-        .unwrap_or(0)
-        .max(1);
+    // The passes of the window, counted from the operator's log (a pass reads one page
+    // per 1000 entities, so pages are not passes), and what they woke.
+    let log = op.logs();
+    let window = log.get(log_base..).unwrap_or_default();
+    let scan_passes = window
+        .lines()
+        .filter(|l| l.contains("drift scan: pass compared"))
+        .count()
+        .max(1) as u64;
+    let woken: Vec<String> = window
+        .lines()
+        .filter(|l| l.contains("drift scan: woken"))
+        .map(|l| l.trim().to_string())
+        .collect();
 
     // A detailed resync of every object: a new operator with the defaults checks every
     // object in detail once when it starts (its drift scan's baseline pass included).
@@ -505,6 +518,7 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
         min_writes,
         first_pass,
         scan_passes,
+        woken,
         resync,
         steady,
         steady_secs: steady_window.as_secs(),
@@ -554,28 +568,45 @@ fn report(results: &[Result], machine: &str) -> String {
     );
     let _ = writeln!(
         md,
-        "| N | IAM calls to converge | per object: reads | writes | minimum writes | reads beyond writes | throttled requests |\n|---|---|---|---|---|---|---|"
+        "| N | IAM calls to converge | per object: writes | minimum writes | reads beyond the writes (target ≤ 1) | throttled requests |\n|---|---|---|---|---|---|"
     );
     for r in results {
         let o = r.objects as f64;
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {} |",
             r.users,
             total(&r.converge),
-            reads(&r.converge) as f64 / o,
             writes(&r.converge) as f64 / o,
             r.min_writes as f64 / o,
-            (reads(&r.converge) as f64 - writes(&r.converge) as f64) / o,
+            reads(&r.converge) as f64 / o,
             r.throttled
         );
     }
     let _ = writeln!(
         md,
-        "\n| N | first drift-scan pass after the apply: calls | per object | detailed resync: calls | per object | steady state at defaults: calls in window | writes | window |\n|---|---|---|---|---|---|---|---|"
+        "\nCalls to converge by operation, per object (reads, then writes):\n\n| N | reads | writes |\n|---|---|---|"
     );
     for r in results {
         let o = r.objects as f64;
+        let per = |read: bool| {
+            r.converge
+                .iter()
+                .filter(|(a, _)| is_read(a) == read)
+                .map(|(a, n)| format!("{a} {:.3}", *n as f64 / o))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(md, "| {} | {} | {} |", r.users, per(true), per(false));
+    }
+    let _ = writeln!(
+        md,
+        "\n| N | first drift-scan pass after the apply: calls per pass | per object | detailed resync: calls | per object | steady state at defaults: calls in window | writes | window |\n|---|---|---|---|---|---|---|---|"
+    );
+    for r in results {
+        let o = r.objects as f64;
+        // Per pass: every call of the window (the pages and any re-read), divided by the
+        // passes the operator logged in it (normally one).
         let pass = total(&r.first_pass) as f64 / r.scan_passes as f64;
         let _ = writeln!(
             md,
@@ -611,9 +642,22 @@ fn report(results: &[Result], machine: &str) -> String {
         let _ = writeln!(md, "  - converge calls: {}", fmt_calls(&r.converge));
         let _ = writeln!(
             md,
-            "  - first drift-scan pass after the apply ({} page(s) read): {}",
+            "  - first drift-scan pass after the apply ({} pass(es) in the window, {} page(s) read): {}",
             r.scan_passes,
+            r.first_pass
+                .get("GetAccountAuthorizationDetails")
+                .copied()
+                .unwrap_or(0),
             fmt_calls(&r.first_pass)
+        );
+        let _ = writeln!(
+            md,
+            "  - woken by that pass (operator log): {}",
+            if r.woken.is_empty() {
+                "nothing".to_string()
+            } else {
+                r.woken.join(" / ")
+            }
         );
         let _ = writeln!(md, "  - detailed resync: {}", fmt_calls(&r.resync));
         let _ = writeln!(
@@ -886,8 +930,13 @@ async fn main() {
     let cp = ControlPlane::shared();
     let net = network();
     let emulator = Emulator::start_with_env(&[("IAM_EMULATOR_NETWORK", &net)]);
+    // BENCH_DIR: where a `--bench` run writes (e.g. a long steady-state run kept apart
+    // from the main tables).
     let dir = if benchmarking {
-        repo_root().join("docs/benchmarks")
+        std::env::var("BENCH_DIR").map_or_else(
+            |_| repo_root().join("docs/benchmarks"),
+            |d| repo_root().join(d),
+        )
     } else {
         std::env::temp_dir().join(format!("iam-operator-bench-{}", std::process::id()))
     };

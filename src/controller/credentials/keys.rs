@@ -258,6 +258,20 @@ pub fn plan(f: &KeyFacts) -> KeyPlan {
     plan
 }
 
+/// Whether a failed CreateAccessKey certainly made no key: IAM answered the single
+/// attempt with a refusal it gives before acting (throttled, denied, no such user, invalid).
+/// Anything else (a 5xx, a timeout, a lost response, IAM's limit hit by a key not listed
+/// yet) may hide a key, and keeps the intent.
+pub fn refused_without_effect(e: &IamError) -> bool {
+    matches!(
+        e,
+        IamError::Throttled(_)
+            | IamError::AccessDenied(_)
+            | IamError::NotFound(_)
+            | IamError::Invalid(_)
+    )
+}
+
 fn keys_left(keys: &[AccessKeyInfo], plan: &KeyPlan) -> usize {
     keys.iter()
         .filter(|k| !plan.delete_first.contains(&k.id))
@@ -306,7 +320,7 @@ async fn disable(
     if st.creating_since.is_some()
         && let Some(before) = &st.keys_before_creation
     {
-        for k in iam.list_access_keys(user).await? {
+        for k in step.access_keys().await? {
             if !before.contains(&k.id) && !ids.contains(&k.id) {
                 ids.push(k.id);
             }
@@ -338,7 +352,7 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         if let Some(st) = step.status.access_key.take() {
             disable(step, st, synced).await?;
         }
-        let keys = step.engine.iam.list_access_keys(step.user).await?;
+        let keys = step.access_keys().await?;
         return Ok(keys.into_iter().map(|k| k.id).collect());
     };
     // An invalid timing still lets the protective actions run (previous keys expire,
@@ -370,12 +384,17 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         .and_then(|s| s.data.get(KEY_SECRET_DATA[0]).map(str::to_string));
     let token = obj.annotations().get(ROTATE_KEY_ANNOTATION).cloned();
     let now = Timestamp::now();
-    let (keys, look_again) = with_unlisted_published(
-        iam.list_access_keys(user).await?,
-        &st,
-        secret_key_id.as_deref(),
-        now,
-    );
+    // A user created by this reconcile has no keys (IAM's answer to CreateUser says so);
+    // whatever the status says was published belonged to a user of this name that is gone.
+    let (keys, look_again) = match step.created {
+        true => (Vec::new(), None),
+        false => with_unlisted_published(
+            step.access_keys().await?,
+            &st,
+            secret_key_id.as_deref(),
+            now,
+        ),
+    };
     if let Some(after) = look_again {
         synced.requeue_within(after);
     }
@@ -465,13 +484,28 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         // The plan made room, so IAM's limit here means a key the listing did not show yet
         // (one a failed attempt made, listed late): the intent is pending, and the retry
         // finds and deletes that key.
-        let key = iam.create_access_key(user).await.map_err(|e| match e {
-            IamError::LimitExceeded(m) => Error::Iam(IamError::Transient(format!(
-                "IAM refused a new access key although only {} were listed ({m}); a key made by an earlier attempt is not listed yet, retrying",
-                keys_left(&keys, &plan)
-            ))),
-            other => other.into(),
-        })?;
+        let key = match iam.create_access_key(user).await {
+            Ok(key) => key,
+            Err(e) => {
+                if refused_without_effect(&e) {
+                    // IAM refused the one attempt (the call is never retried): no key was
+                    // made, so the intent is withdrawn (written with the status after this
+                    // reconcile) and the next attempt is a plain one, without the sweep
+                    // for keys of a failed attempt 30 s later. Should that status write
+                    // fail, the intent stays and the sweep runs: the safe side.
+                    st.creating_since = None;
+                    st.keys_before_creation = None;
+                    step.status.access_key = Some(st);
+                }
+                return Err(match e {
+                    IamError::LimitExceeded(m) => Error::Iam(IamError::Transient(format!(
+                        "IAM refused a new access key although only {} were listed ({m}); a key made by an earlier attempt is not listed yet, retrying",
+                        keys_left(&keys, &plan)
+                    ))),
+                    other => other.into(),
+                });
+            }
+        };
         crate::failpoint::hit("after-create-access-key");
         step.secrets
             .put(
