@@ -542,6 +542,47 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_says_why_it_woke_an_entity() {
+        let (first, write, second) = times();
+        let fp_of = |u: &KnownUser| u.fingerprint();
+        let state = user(&["devs"], &[]);
+        let entry = |s: KnownUser, w: Option<Instant>| Entry {
+            state: Some(s),
+            written: w,
+        };
+        let passes = (first, second);
+        // Nothing known, changed between the passes.
+        assert_eq!(
+            drift::<KnownUser>(Some(1), Some(2), None, fp_of, passes),
+            Some(Why::Unknown)
+        );
+        // Known, but not every part of it.
+        let mut partial = state.clone();
+        partial.attached = None;
+        assert_eq!(
+            drift(Some(1), Some(2), Some(&entry(partial, None)), fp_of, passes),
+            Some(Why::Incomplete)
+        );
+        // Known in full and different from what the pass reports, which changed.
+        let known = entry(state.clone(), None);
+        assert_eq!(
+            drift(Some(1), Some(2), Some(&known), fp_of, passes),
+            Some(Why::Changed)
+        );
+        // The operator's write undone: the passes agree, what it wrote differs.
+        let written = entry(state.clone(), Some(write));
+        assert_eq!(
+            drift(Some(1), Some(1), Some(&written), fp_of, passes),
+            Some(Why::Undone)
+        );
+        // Equal to what is known: not drift, whatever the previous pass said.
+        assert_eq!(
+            drift(Some(1), Some(fp(&state)), Some(&written), fp_of, passes),
+            None
+        );
+    }
+
+    #[test]
     fn without_knowledge_the_passes_are_compared() {
         let (first, write, second) = times();
         let mut s1 = AccountSnapshot::default();

@@ -192,15 +192,12 @@ pub async fn reconcile(
     let mut synced = Synced::default();
     // The rules, and the identity (account) to act as: without them nothing is done.
     let (tenancy, engine) = &engine.for_tenant(obj).await?;
-    // A user whose id the status does not hold was never created by this resource, as far
-    // as it knows: it is created straight away, without a GetUser first, and observed only
-    // if IAM answers that it exists (a creation whose status write was lost, a lost
-    // response, someone else's user). Ownership is still decided before anything is
-    // changed: CreateUser changes nothing when the name is taken.
-    let existing = match status.user_id {
-        Some(_) => observe(engine, Some(tenancy), obj, status).await?,
-        None => None,
-    };
+    // Observed first, even for a user this resource never created: whether the name is
+    // someone else's user is decided by a read, never by attempting a write to it (not
+    // even a CreateUser that IAM would refuse). This GetUser is the one read a new user
+    // costs; everything else about a user this reconcile creates is known from IAM's
+    // answer to the create.
+    let existing = observe(engine, Some(tenancy), obj, status).await?;
     let mut found = Found {
         present: existing.is_some(),
         created: false,
@@ -327,9 +324,9 @@ async fn sync_identity(
                         "cannot create IAM user {name}: {m}"
                     )));
                 }
-                // It exists: not observed (the status holds no id), or created since it
-                // was observed, most likely by this very call retried after a lost
-                // response. Observed now, ownership decided from its tags.
+                // It did not exist when observed: created since, most likely by this very
+                // call retried by the SDK after a lost response. Observed now, ownership
+                // decided from its tags.
                 Err(IamError::AlreadyExists(m)) => {
                     match observe(engine, Some(tenancy), obj, status).await? {
                         Some(info) => {

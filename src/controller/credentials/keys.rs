@@ -654,6 +654,27 @@ mod tests {
     }
 
     #[test]
+    fn only_refusals_given_before_acting_withdraw_the_intent() {
+        for e in [
+            IamError::Throttled("Rate exceeded".into()),
+            IamError::AccessDenied("no".into()),
+            IamError::NotFound("no user".into()),
+            IamError::Invalid("bad".into()),
+        ] {
+            assert!(refused_without_effect(&e), "{e}");
+        }
+        // May hide a key: a 5xx or a lost response, or IAM's limit hit by a key that a
+        // failed attempt made and the listing did not show yet.
+        for e in [
+            IamError::Transient("500".into()),
+            IamError::LimitExceeded("two keys".into()),
+            IamError::Conflict("?".into()),
+        ] {
+            assert!(!refused_without_effect(&e), "{e}");
+        }
+    }
+
+    #[test]
     fn first_key_is_created_only_when_it_may_be_issued() {
         let st = AccessKeyStatus::default();
         let mut f = facts(&[], &st, None);
