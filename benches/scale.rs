@@ -304,6 +304,10 @@ struct Result {
     scan_passes: u64,
     /// The operator's log lines of that window about what the passes woke, and why.
     woken: Vec<String>,
+    /// Access keys created after a failed attempt while converging (each is followed by a
+    /// sweep: the user is reconciled again 30 s later), and how many of those came in the
+    /// last 30 s before all were Ready (so that the sweep falls after it).
+    sweeps: (usize, usize),
     resync: Calls,
     steady: Calls,
     steady_secs: u64,
@@ -370,6 +374,9 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let to_ready = started.elapsed().as_secs_f64();
+    let sweep_line = "keys listed again later";
+    let sweeps_all = op.logs().matches(sweep_line).count();
+    let ready_at = k8s_openapi::jiff::Timestamp::now();
     let converge = emulator.calls().await;
     let rate_v = emulator_json(&emulator.url, "/_emulator/rate").await;
     let rate = rate(&rate_v, since);
@@ -455,6 +462,15 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
         .filter(|l| l.contains("drift scan: pass compared"))
         .count()
         .max(1) as u64;
+    // The sweeps scheduled in the last 30 s before Ready run in the window (by the log's
+    // timestamps).
+    let late_sweeps = late_lines(
+        log.get(..log_base).unwrap_or_default(),
+        sweep_line,
+        ready_at,
+        30,
+    );
+    let sweeps = (sweeps_all, late_sweeps);
     let woken: Vec<String> = window
         .lines()
         .filter(|l| l.contains("drift scan: woken"))
@@ -519,6 +535,7 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
         first_pass,
         scan_passes,
         woken,
+        sweeps,
         resync,
         steady,
         steady_secs: steady_window.as_secs(),
@@ -530,6 +547,21 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
         rate,
         load: loads,
     }
+}
+
+/// How many lines containing `what` were logged in the `secs` seconds before `end` (by
+/// the RFC 3339 timestamp that starts each operator log line).
+fn late_lines(log: &str, what: &str, end: k8s_openapi::jiff::Timestamp, secs: i64) -> usize {
+    let at = |l: &str| {
+        l.split_whitespace()
+            .next()
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+    };
+    log.lines()
+        .filter(|l| l.contains(what))
+        .filter_map(at)
+        .filter(|t| end.duration_since(*t).as_secs() < secs)
+        .count()
 }
 
 fn fmt_calls(calls: &Calls) -> String {
@@ -649,6 +681,11 @@ fn report(results: &[Result], machine: &str) -> String {
                 .copied()
                 .unwrap_or(0),
             fmt_calls(&r.first_pass)
+        );
+        let _ = writeln!(
+            md,
+            "  - access keys created after a failed attempt while converging (each followed by a full reconcile 30 s later): {}, of which in the last 30 s before Ready: {}",
+            r.sweeps.0, r.sweeps.1
         );
         let _ = writeln!(
             md,

@@ -197,6 +197,12 @@ pub async fn reconcile(
     // even a CreateUser that IAM would refuse). This GetUser is the one read a new user
     // costs; everything else about a user this reconcile creates is known from IAM's
     // answer to the create.
+    // A user this resource has not created yet (no id in status) is prepared before it is
+    // observed: while a dependency is not Ready, the retries cost no IAM read.
+    let prepared = match status.user_id {
+        None => Some(prepare(engine, tenancy, obj, true).await?),
+        Some(_) => None,
+    };
     let existing = observe(engine, Some(tenancy), obj, status).await?;
     let mut found = Found {
         present: existing.is_some(),
@@ -208,6 +214,7 @@ pub async fn reconcile(
         obj,
         status,
         existing,
+        prepared,
         &mut found,
         &mut synced,
     )
@@ -264,6 +271,46 @@ fn holds_key(status: &IamUserStatus) -> bool {
         .is_some_and(|a| a.access_key_id.is_some())
 }
 
+/// What the spec asks for, checked and resolved: the boundary, and (for a user to be
+/// created) the groups and grants.
+struct Prepared {
+    boundary: Option<String>,
+    boundary_refusal: Option<String>,
+    grants: Option<(Vec<String>, Vec<String>, permissions::Grants)>,
+}
+
+/// Checks the spec and resolves its boundary and, with `grants`, its groups and grants.
+/// For a user to be created, they are resolved first: a dependency not Ready yet stops the
+/// reconcile before any write (and, for a user this resource never created, before any
+/// read), and the retry once it is Ready creates the user knowing it empty, rather than
+/// reading back every aspect of a user created by the attempt that had to wait. For an
+/// existing user, the groups and grants after its boundary and tags (a forced boundary
+/// never waits on a group). Nothing is granted before the boundary is in place.
+async fn prepare(
+    engine: &Engine,
+    tenancy: &Tenancy,
+    obj: &IamUser,
+    grants: bool,
+) -> Result<Prepared> {
+    tenancy
+        .check_path(&obj.spec.path)
+        .map_err(Error::InvalidSpec)?;
+    limits::check_user_tags(&obj.spec.tags)
+        .and_then(|()| limits::check_owner_tag_value(&engine.owner_of(obj)))
+        .map_err(Error::InvalidSpec)?;
+    permissions::check_inline_size(InlineOwner::User, &obj.spec.inline_policies)?;
+    let (boundary, boundary_refusal) = desired_boundary(engine, tenancy, obj).await?;
+    let grants = match grants {
+        true => Some(desired_grants(engine, tenancy, obj).await?),
+        false => None,
+    };
+    Ok(Prepared {
+        boundary,
+        boundary_refusal,
+        grants,
+    })
+}
+
 /// Brings the user's identity and permissions in line with the spec, fail-closed: the
 /// forced boundary is in place before anything is granted, and what the tenancy refuses is
 /// removed (the exclusive lists are applied with the allowed part only) before the
@@ -274,28 +321,18 @@ async fn sync_identity(
     obj: &IamUser,
     status: &mut IamUserStatus,
     existing: Option<UserInfo>,
+    prepared: Option<Prepared>,
     found: &mut Found,
     synced: &mut Synced,
 ) -> Result<()> {
-    tenancy
-        .check_path(&obj.spec.path)
-        .map_err(Error::InvalidSpec)?;
-    limits::check_user_tags(&obj.spec.tags)
-        .and_then(|()| limits::check_owner_tag_value(&engine.owner_of(obj)))
-        .map_err(Error::InvalidSpec)?;
-    permissions::check_inline_size(InlineOwner::User, &obj.spec.inline_policies)?;
     let namespace = obj.namespace().unwrap_or_default();
-    let (boundary, boundary_refusal) = desired_boundary(engine, tenancy, obj).await?;
-
-    // For a user to be created, what it is to be granted is resolved first: a dependency
-    // not Ready yet stops the reconcile before any write, and the retry once it is Ready
-    // creates the user knowing it empty, rather than reading back every aspect of a user
-    // created by the attempt that had to wait. For an existing user, after its boundary
-    // and tags (a forced boundary never waits on a group). Nothing is granted before the
-    // boundary is in place (below).
-    let mut resolved = match existing {
-        None => Some(desired_grants(engine, tenancy, obj).await?),
-        Some(_) => None,
+    let Prepared {
+        boundary,
+        boundary_refusal,
+        grants: mut resolved,
+    } = match prepared {
+        Some(p) => p,
+        None => prepare(engine, tenancy, obj, existing.is_none()).await?,
     };
 
     let name = obj.iam_name();

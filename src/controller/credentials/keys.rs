@@ -593,6 +593,12 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         synced.requeue_within(until(now, after(created.0, max)));
     }
     if plan.create.is_some() && after_failed_attempt {
+        // Logged: this later reconcile reads the whole user again, and is not drift.
+        tracing::info!(
+            user,
+            after = ?SWEEP_AFTER,
+            "access key created after a failed attempt: keys listed again later"
+        );
         synced.requeue_within(SWEEP_AFTER);
     }
     let unmanaged = plan.unmanaged.clone();
