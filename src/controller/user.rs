@@ -213,8 +213,7 @@ pub async fn reconcile(
         tenancy,
         obj,
         status,
-        existing,
-        prepared,
+        (existing, prepared),
         &mut found,
         &mut synced,
     )
@@ -314,14 +313,14 @@ async fn prepare(
 /// Brings the user's identity and permissions in line with the spec, fail-closed: the
 /// forced boundary is in place before anything is granted, and what the tenancy refuses is
 /// removed (the exclusive lists are applied with the allowed part only) before the
-/// refusals are reported.
+/// refusals are reported. Starts from the user as observed (`None`: missing) and, for a
+/// user this resource has not created yet, the spec prepared before it was observed.
 async fn sync_identity(
     engine: &Engine,
     tenancy: &Tenancy,
     obj: &IamUser,
     status: &mut IamUserStatus,
-    existing: Option<UserInfo>,
-    prepared: Option<Prepared>,
+    (existing, prepared): (Option<UserInfo>, Option<Prepared>),
     found: &mut Found,
     synced: &mut Synced,
 ) -> Result<()> {
