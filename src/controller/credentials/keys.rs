@@ -258,6 +258,29 @@ pub fn plan(f: &KeyFacts) -> KeyPlan {
     plan
 }
 
+/// How many times one reconcile sends CreateAccessKey while IAM answers `Throttling`.
+const CREATE_KEY_TRIES: u32 = 4;
+
+/// CreateAccessKey, sent again (after 0.5, 1 and 2 s, plus jitter) while IAM answers it
+/// with `Throttling`. The IAM port sends it once, never retried by the SDK (a retry after
+/// a lost response would make a second key); a throttled answer, though, is a refusal
+/// given before IAM acts, so sending it again cannot make a second key. Without this, every
+/// throttled CreateAccessKey failed the reconcile, and its retry read the whole user again.
+async fn create_key(iam: &dyn crate::iam::Iam, user: &str) -> crate::iam::IamResult<NewAccessKey> {
+    let mut tries = 1;
+    loop {
+        match iam.create_access_key(user).await {
+            Err(IamError::Throttled(_)) if tries < CREATE_KEY_TRIES => {
+                let base = 250u64 << tries;
+                let jitter = rand::random::<u64>() % base;
+                tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether a failed CreateAccessKey certainly made no key: IAM answered the single
 /// attempt with a refusal it gives before acting (throttled, denied, no such user, invalid).
 /// Anything else (a 5xx, a timeout, a lost response, IAM's limit hit by a key not listed
@@ -484,7 +507,7 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         // The plan made room, so IAM's limit here means a key the listing did not show yet
         // (one a failed attempt made, listed late): the intent is pending, and the retry
         // finds and deletes that key.
-        let key = match iam.create_access_key(user).await {
+        let key = match create_key(iam.as_ref(), user).await {
             Ok(key) => key,
             Err(e) => {
                 if refused_without_effect(&e) {
