@@ -17,10 +17,11 @@
 //! ```text
 //! cargo bench --bench scale                      # N = 100 and 1000
 //! BENCH_USERS=100 cargo bench --bench scale      # sizes, comma-separated
+//! BENCH_STEADY_SECS=3600 BENCH_DIR=docs/benchmarks/steady-1h cargo bench --bench scale
 //! ```
 //!
 //! A `--bench` run writes `docs/benchmarks/results.md` (the tables) and the SVG plots
-//! next to it. Under `cargo test` (no `--bench` argument) it runs once with N = 5 and short
+//! next to it (into `BENCH_DIR` instead, when set). Under `cargo test` (no `--bench` argument) it runs once with N = 5 and short
 //! intervals as a smoke test that also checks the drift scan: the pass right after the
 //! apply costs the bulk read plus the one user changed out of band right after it was
 //! reconciled, whose change is repaired.
