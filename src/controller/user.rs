@@ -192,17 +192,17 @@ pub async fn reconcile(
     let mut synced = Synced::default();
     // The rules, and the identity (account) to act as: without them nothing is done.
     let (tenancy, engine) = &engine.for_tenant(obj).await?;
-    // Observed first, even for a user this resource never created: whether the name is
-    // someone else's user is decided by a read, never by attempting a write to it (not
-    // even a CreateUser that IAM would refuse). This GetUser is the one read a new user
-    // costs; everything else about a user this reconcile creates is known from IAM's
-    // answer to the create.
     // A user this resource has not created yet (no id in status) is prepared before it is
     // observed: while a dependency is not Ready, the retries cost no IAM read.
     let prepared = match status.user_id {
         None => Some(prepare(engine, tenancy, obj, true).await?),
         Some(_) => None,
     };
+    // Observed before anything is written, even a user this resource never created:
+    // whether the name is someone else's user is decided by a read, never by attempting a
+    // write to it (not even a CreateUser that IAM would refuse). This GetUser is the one
+    // read a new user costs; everything else about a user this reconcile creates is known
+    // from IAM's answer to the create.
     let existing = observe(engine, Some(tenancy), obj, status).await?;
     let mut found = Found {
         present: existing.is_some(),
