@@ -17,10 +17,11 @@
 //! ```text
 //! cargo bench --bench scale                      # N = 100 and 1000
 //! BENCH_USERS=100 cargo bench --bench scale      # sizes, comma-separated
+//! BENCH_STEADY_SECS=3600 BENCH_DIR=docs/benchmarks/steady-1h cargo bench --bench scale
 //! ```
 //!
 //! A `--bench` run writes `docs/benchmarks/results.md` (the tables) and the SVG plots
-//! next to it. Under `cargo test` (no `--bench` argument) it runs once with N = 5 and short
+//! next to it (into `BENCH_DIR` instead, when set). Under `cargo test` (no `--bench` argument) it runs once with N = 5 and short
 //! intervals as a smoke test that also checks the drift scan: the pass right after the
 //! apply costs the bulk read plus the one user changed out of band right after it was
 //! reconciled, whose change is repaired.
@@ -300,7 +301,14 @@ struct Result {
     throttled: u64,
     min_writes: u64,
     first_pass: Calls,
+    /// Drift-scan passes compared in the first-pass window (from the operator's log).
     scan_passes: u64,
+    /// The operator's log lines of that window about what the passes woke, and why.
+    woken: Vec<String>,
+    /// Access keys created after a failed attempt while converging (each is followed by a
+    /// sweep: the user is reconciled again 30 s later), and how many of those came in the
+    /// last 30 s before all were Ready (so that the sweep falls after it).
+    sweeps: (usize, usize),
     resync: Calls,
     steady: Calls,
     steady_secs: u64,
@@ -367,6 +375,9 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let to_ready = started.elapsed().as_secs_f64();
+    let sweep_line = "keys listed again later";
+    let sweeps_all = op.logs().matches(sweep_line).count();
+    let ready_at = k8s_openapi::jiff::Timestamp::now();
     let converge = emulator.calls().await;
     let rate_v = emulator_json(&emulator.url, "/_emulator/rate").await;
     let rate = rate(&rate_v, since);
@@ -410,6 +421,7 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
             .expect("out-of-band RemoveUserFromGroup");
     }
     let base = emulator.calls().await;
+    let log_base = op.logs().len();
     let pass_deadline = Instant::now() + iv.converge_scan * 3;
     loop {
         let now = emulator.calls().await;
@@ -442,11 +454,29 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
             "the out-of-band change was not repaired; pass calls: {first_pass:?}"
         );
     }
-    let scan_passes = first_pass
-        .get("GetAccountAuthorizationDetails")
-        .copied()
-        .unwrap_or(0)
-        .max(1);
+    // The passes of the window, counted from the operator's log (a pass reads one page
+    // per 1000 entities, so pages are not passes), and what they woke.
+    let log = op.logs();
+    let window = log.get(log_base..).unwrap_or_default();
+    let scan_passes = window
+        .lines()
+        .filter(|l| l.contains("drift scan: pass compared"))
+        .count()
+        .max(1) as u64;
+    // The sweeps scheduled in the last 30 s before Ready run in the window (by the log's
+    // timestamps).
+    let late_sweeps = late_lines(
+        log.get(..log_base).unwrap_or_default(),
+        sweep_line,
+        ready_at,
+        30,
+    );
+    let sweeps = (sweeps_all, late_sweeps);
+    let woken: Vec<String> = window
+        .lines()
+        .filter(|l| l.contains("drift scan: woken"))
+        .map(|l| l.trim().to_string())
+        .collect();
 
     // A detailed resync of every object: a new operator with the defaults checks every
     // object in detail once when it starts (its drift scan's baseline pass included).
@@ -505,6 +535,8 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
         min_writes,
         first_pass,
         scan_passes,
+        woken,
+        sweeps,
         resync,
         steady,
         steady_secs: steady_window.as_secs(),
@@ -516,6 +548,21 @@ async fn run(cp: &ControlPlane, emulator: &Emulator, users: usize, iv: &Interval
         rate,
         load: loads,
     }
+}
+
+/// How many lines containing `what` were logged in the `secs` seconds before `end` (by
+/// the RFC 3339 timestamp that starts each operator log line).
+fn late_lines(log: &str, what: &str, end: k8s_openapi::jiff::Timestamp, secs: i64) -> usize {
+    let at = |l: &str| {
+        l.split_whitespace()
+            .next()
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+    };
+    log.lines()
+        .filter(|l| l.contains(what))
+        .filter_map(at)
+        .filter(|t| end.duration_since(*t).as_secs() < secs)
+        .count()
 }
 
 fn fmt_calls(calls: &Calls) -> String {
@@ -554,28 +601,45 @@ fn report(results: &[Result], machine: &str) -> String {
     );
     let _ = writeln!(
         md,
-        "| N | IAM calls to converge | per object: reads | writes | minimum writes | reads beyond writes | throttled requests |\n|---|---|---|---|---|---|---|"
+        "| N | IAM calls to converge | per object: writes | minimum writes | reads beyond the writes (target ≤ 1) | throttled requests |\n|---|---|---|---|---|---|"
     );
     for r in results {
         let o = r.objects as f64;
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {} |",
             r.users,
             total(&r.converge),
-            reads(&r.converge) as f64 / o,
             writes(&r.converge) as f64 / o,
             r.min_writes as f64 / o,
-            (reads(&r.converge) as f64 - writes(&r.converge) as f64) / o,
+            reads(&r.converge) as f64 / o,
             r.throttled
         );
     }
     let _ = writeln!(
         md,
-        "\n| N | first drift-scan pass after the apply: calls | per object | detailed resync: calls | per object | steady state at defaults: calls in window | writes | window |\n|---|---|---|---|---|---|---|---|"
+        "\nCalls to converge by operation, per object (reads, then writes):\n\n| N | reads | writes |\n|---|---|---|"
     );
     for r in results {
         let o = r.objects as f64;
+        let per = |read: bool| {
+            r.converge
+                .iter()
+                .filter(|(a, _)| is_read(a) == read)
+                .map(|(a, n)| format!("{a} {:.3}", *n as f64 / o))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(md, "| {} | {} | {} |", r.users, per(true), per(false));
+    }
+    let _ = writeln!(
+        md,
+        "\n| N | first drift-scan pass after the apply: calls per pass | per object | detailed resync: calls | per object | steady state at defaults: calls in window | writes | window |\n|---|---|---|---|---|---|---|---|"
+    );
+    for r in results {
+        let o = r.objects as f64;
+        // Per pass: every call of the window (the pages and any re-read), divided by the
+        // passes the operator logged in it (normally one).
         let pass = total(&r.first_pass) as f64 / r.scan_passes as f64;
         let _ = writeln!(
             md,
@@ -611,9 +675,27 @@ fn report(results: &[Result], machine: &str) -> String {
         let _ = writeln!(md, "  - converge calls: {}", fmt_calls(&r.converge));
         let _ = writeln!(
             md,
-            "  - first drift-scan pass after the apply ({} page(s) read): {}",
+            "  - first drift-scan pass after the apply ({} pass(es) in the window, {} page(s) read): {}",
             r.scan_passes,
+            r.first_pass
+                .get("GetAccountAuthorizationDetails")
+                .copied()
+                .unwrap_or(0),
             fmt_calls(&r.first_pass)
+        );
+        let _ = writeln!(
+            md,
+            "  - access keys created after a failed attempt while converging (each followed by a full reconcile 30 s later): {}, of which in the last 30 s before Ready: {}",
+            r.sweeps.0, r.sweeps.1
+        );
+        let _ = writeln!(
+            md,
+            "  - woken by that pass (operator log): {}",
+            if r.woken.is_empty() {
+                "nothing".to_string()
+            } else {
+                r.woken.join(" / ")
+            }
         );
         let _ = writeln!(md, "  - detailed resync: {}", fmt_calls(&r.resync));
         let _ = writeln!(
@@ -886,8 +968,13 @@ async fn main() {
     let cp = ControlPlane::shared();
     let net = network();
     let emulator = Emulator::start_with_env(&[("IAM_EMULATOR_NETWORK", &net)]);
+    // BENCH_DIR: where a `--bench` run writes (e.g. a long steady-state run kept apart
+    // from the main tables).
     let dir = if benchmarking {
-        repo_root().join("docs/benchmarks")
+        std::env::var("BENCH_DIR").map_or_else(
+            |_| repo_root().join("docs/benchmarks"),
+            |d| repo_root().join(d),
+        )
     } else {
         std::env::temp_dir().join(format!("iam-operator-bench-{}", std::process::id()))
     };
@@ -937,6 +1024,23 @@ async fn main() {
                 r.users
             );
         } else {
+            // Users created while converging are not read back: what the create answer
+            // says (no groups, policies, keys, login profile) is not listed per user (the
+            // GetUser before the create stays: it decides whose the name is).
+            for action in [
+                "ListGroupsForUser",
+                "ListAttachedUserPolicies",
+                "ListAccessKeys",
+                "GetLoginProfile",
+            ] {
+                let n = r.converge.get(action).copied().unwrap_or(0);
+                assert!(
+                    n < r.users as u64,
+                    "{action} {n} times while converging {} new users: {:?}",
+                    r.users,
+                    r.converge
+                );
+            }
             // One user re-read and repaired (GetUser once, AddUserToGroup once), no other.
             assert_eq!(
                 r.first_pass.get("GetUser").copied(),

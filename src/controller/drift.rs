@@ -335,10 +335,10 @@ fn drift<T>(
     known: Option<&Entry<T>>,
     fingerprint: impl Fn(&T) -> Option<u64>,
     (previous_pass, this_pass): (Instant, Instant),
-) -> bool {
+) -> Option<Why> {
     let written_at = known.and_then(|e| e.written);
     if written_at.is_some_and(|w| w >= this_pass) {
-        return false;
+        return None;
     }
     let expected = known.map(|e| match &e.state {
         Some(t) => fingerprint(t).map(Some),
@@ -347,10 +347,66 @@ fn drift<T>(
     if let Some(Some(expected)) = expected
         && expected == after
     {
-        return false;
+        return None;
     }
     let written = written_at.is_some_and(|w| w >= previous_pass);
-    before != after || written
+    if before == after && !written {
+        return None;
+    }
+    Some(match expected {
+        None => Why::Unknown,
+        Some(None) => Why::Incomplete,
+        Some(Some(_)) if before != after => Why::Changed,
+        Some(Some(_)) => Why::Undone,
+    })
+}
+
+/// Why a pass found an entity drifted, for the log (so that a pass that wakes more than an
+/// out-of-band change explains itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Why {
+    /// Nothing known of it (never read or written since the start, or a write failed and
+    /// its effect is unknown), and it changed since the previous pass.
+    Unknown,
+    /// Part of its state unknown (e.g. an inline document never read), and it changed since
+    /// the previous pass or the operator wrote it since then.
+    Incomplete,
+    /// Differs from what the operator last read or wrote, and changed since the previous pass.
+    Changed,
+    /// Differs from what the operator wrote since the previous pass, which it equals: an
+    /// out-of-band change undid the operator's write.
+    Undone,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Unknown => "unknown to the operator, changed since the previous pass",
+            Why::Incomplete => {
+                "partly unknown to the operator, changed or written since the previous pass"
+            }
+            Why::Changed => "differs from what the operator last read or wrote",
+            Why::Undone => "a write of the operator undone out of band",
+        }
+    }
+}
+
+/// Logs what a pass woke and why: one line per kind and reason, with up to 10 names.
+fn log_woken(kind: &str, woken: &BTreeMap<String, Why>) {
+    let mut by_why: BTreeMap<Why, Vec<&str>> = BTreeMap::new();
+    for (name, why) in woken {
+        by_why.entry(*why).or_default().push(name);
+    }
+    for (why, names) in by_why {
+        let shown: Vec<&str> = names.iter().take(10).copied().collect();
+        tracing::info!(
+            kind,
+            count = names.len(),
+            why = why.as_str(),
+            names = ?shown,
+            "drift scan: woken"
+        );
+    }
 }
 
 /// What a pass reports as drift, given the previous pass, what the operator knows, and when
@@ -369,58 +425,75 @@ pub fn drifted(
         fingerprint: impl Fn(&T) -> Option<u64> + Copy,
         lower: bool,
         passes: (Instant, Instant),
-    ) -> BTreeSet<String> {
+    ) -> BTreeMap<String, Why> {
         let norm = |k: &String| if lower { k.to_lowercase() } else { k.clone() };
         // Fingerprints by normalised key (IAM keeps one entity per case-insensitive name).
         let a: BTreeMap<String, u64> = a.iter().map(|(k, v)| (norm(k), *v)).collect();
         let b: BTreeMap<String, u64> = b.iter().map(|(k, v)| (norm(k), *v)).collect();
         let keys: BTreeSet<&String> = a.keys().chain(b.keys()).chain(known.keys()).collect();
         keys.into_iter()
-            .filter(|k| {
+            .filter_map(|k| {
                 drift(
-                    a.get(*k).copied(),
-                    b.get(*k).copied(),
-                    known.get(*k),
+                    a.get(k).copied(),
+                    b.get(k).copied(),
+                    known.get(k),
                     fingerprint,
                     passes,
                 )
+                .map(|why| (k.clone(), why))
             })
-            .cloned()
             .collect()
     }
+    let users = pass(
+        &before.users,
+        &after.users,
+        &known.users,
+        KnownUser::fingerprint,
+        true,
+        passes,
+    );
+    let groups = pass(
+        &before.groups,
+        &after.groups,
+        &known.groups,
+        KnownGroup::fingerprint,
+        true,
+        passes,
+    );
+    let policies = pass(
+        &before.policies,
+        &after.policies,
+        &known.policies,
+        KnownPolicy::fingerprint,
+        false,
+        passes,
+    );
+    let roles = pass(
+        &before.roles,
+        &after.roles,
+        &known.roles,
+        KnownRole::fingerprint,
+        true,
+        passes,
+    );
+    // One line per pass, so that the passes can be counted and read in the log.
+    tracing::info!(
+        users = after.users.len(),
+        groups = after.groups.len(),
+        policies = after.policies.len(),
+        roles = after.roles.len(),
+        woken = users.len() + groups.len() + policies.len() + roles.len(),
+        "drift scan: pass compared"
+    );
+    log_woken("user", &users);
+    log_woken("group", &groups);
+    log_woken("policy", &policies);
+    log_woken("role", &roles);
     Changed {
-        users: pass(
-            &before.users,
-            &after.users,
-            &known.users,
-            KnownUser::fingerprint,
-            true,
-            passes,
-        ),
-        groups: pass(
-            &before.groups,
-            &after.groups,
-            &known.groups,
-            KnownGroup::fingerprint,
-            true,
-            passes,
-        ),
-        policies: pass(
-            &before.policies,
-            &after.policies,
-            &known.policies,
-            KnownPolicy::fingerprint,
-            false,
-            passes,
-        ),
-        roles: pass(
-            &before.roles,
-            &after.roles,
-            &known.roles,
-            KnownRole::fingerprint,
-            true,
-            passes,
-        ),
+        users: users.into_keys().collect(),
+        groups: groups.into_keys().collect(),
+        policies: policies.into_keys().collect(),
+        roles: roles.into_keys().collect(),
     }
 }
 
@@ -599,6 +672,47 @@ mod tests {
         assert!(!c.is_empty() && c.users.is_empty());
         assert_eq!(changed(&s1, &s2).roles, c.roles);
         assert!(drifted(&s2, &s2, &Known::default(), (first, second)).is_empty());
+    }
+
+    #[test]
+    fn a_pass_says_why_it_woke_an_entity() {
+        let (first, write, second) = times();
+        let fp_of = |u: &KnownUser| u.fingerprint();
+        let state = user(&["devs"], &[]);
+        let entry = |s: KnownUser, w: Option<Instant>| Entry {
+            state: Some(s),
+            written: w,
+        };
+        let passes = (first, second);
+        // Nothing known, changed between the passes.
+        assert_eq!(
+            drift::<KnownUser>(Some(1), Some(2), None, fp_of, passes),
+            Some(Why::Unknown)
+        );
+        // Known, but not every part of it.
+        let mut partial = state.clone();
+        partial.attached = None;
+        assert_eq!(
+            drift(Some(1), Some(2), Some(&entry(partial, None)), fp_of, passes),
+            Some(Why::Incomplete)
+        );
+        // Known in full and different from what the pass reports, which changed.
+        let known = entry(state.clone(), None);
+        assert_eq!(
+            drift(Some(1), Some(2), Some(&known), fp_of, passes),
+            Some(Why::Changed)
+        );
+        // The operator's write undone: the passes agree, what it wrote differs.
+        let written = entry(state.clone(), Some(write));
+        assert_eq!(
+            drift(Some(1), Some(1), Some(&written), fp_of, passes),
+            Some(Why::Undone)
+        );
+        // Equal to what is known: not drift, whatever the previous pass said.
+        assert_eq!(
+            drift(Some(1), Some(fp(&state)), Some(&written), fp_of, passes),
+            None
+        );
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub async fn reconcile(
     .await?;
     let mut synced = Synced::default();
     let name = obj.iam_name();
+    let mut current = permissions::Current::Read;
     let info = match observe(engine, Some(tenancy), obj, status).await? {
         Some(info) => info,
         None => {
@@ -108,6 +109,8 @@ pub async fn reconcile(
                 })?;
             crate::failpoint::hit("after-create-group");
             synced.note(Reason::Created, format!("Created IAM group {name}"));
+            // Just created: nothing attached, nothing to list.
+            current = permissions::Current::Empty;
             info
         }
     };
@@ -115,11 +118,12 @@ pub async fn reconcile(
     status.arn = Some(info.arn.clone());
     status.group_id = Some(info.id.clone());
     status.creating_since = None;
-    permissions::sync(
+    permissions::sync_from(
         engine,
         Principal::Group(&name),
         &grants.arns,
         &grants.inline,
+        current,
         &mut synced,
     )
     .await?;

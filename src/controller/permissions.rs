@@ -158,6 +158,16 @@ pub fn check_inline_size(owner: InlineOwner, inline: &[InlinePolicy]) -> Result<
         .map_err(Error::InvalidSpec)
 }
 
+/// Where the principal's current attachments and inline policies come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Current {
+    /// Listed from IAM.
+    Read,
+    /// None: the principal was created by this very reconcile (IAM's success answer to the
+    /// create is authoritative for that), so listing them would only cost reads.
+    Empty,
+}
+
 /// Makes the principal's managed attachments and inline policies exactly the desired ones.
 /// Notes what changed, for events.
 pub async fn sync(
@@ -167,7 +177,31 @@ pub async fn sync(
     inline: &[InlinePolicy],
     synced: &mut Synced,
 ) -> Result<()> {
-    let current = engine.iam.list_attached_policies(principal).await?;
+    sync_from(
+        engine,
+        principal,
+        desired_arns,
+        inline,
+        Current::Read,
+        synced,
+    )
+    .await
+}
+
+/// [`sync`], with the current state read from IAM or known to be empty.
+pub async fn sync_from(
+    engine: &Engine,
+    principal: Principal<'_>,
+    desired_arns: &[String],
+    inline: &[InlinePolicy],
+    current: Current,
+    synced: &mut Synced,
+) -> Result<()> {
+    let fresh = current == Current::Empty;
+    let current = match fresh {
+        true => Vec::new(),
+        false => engine.iam.list_attached_policies(principal).await?,
+    };
     let plan = plan_set(&current, desired_arns, false);
     // Detach first: IAM caps attachments per principal (10 by default), so at the cap a
     // swapped policy could never be attached while the old one is still there.
@@ -189,7 +223,10 @@ pub async fn sync(
         synced.note(Reason::Updated, format!("Attached {arn}"));
     }
 
-    let names = engine.iam.list_inline_policies(principal).await?;
+    let names = match fresh {
+        true => Vec::new(),
+        false => engine.iam.list_inline_policies(principal).await?,
+    };
     // Delete first, for the same reason: IAM caps the total size of a principal's inline
     // policies.
     for name in names

@@ -125,6 +125,31 @@ async fn desired_groups(
     Ok((groups, refused))
 }
 
+/// The groups the user may be in, its grants, and the refusals of groups.
+async fn desired_grants(
+    engine: &Engine,
+    tenancy: &Tenancy,
+    obj: &IamUser,
+) -> Result<(Vec<String>, Vec<String>, permissions::Grants)> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let (groups, refused) = desired_groups(engine, tenancy, obj).await?;
+    let mut grants = permissions::decide(
+        engine,
+        tenancy,
+        &namespace,
+        &obj.spec.policies,
+        &obj.spec.inline_policies,
+    )
+    .await?;
+    // Granted by the operator itself, for a console the tenancy allows.
+    if tenancy.console
+        && let Some(arn) = change_password_policy(engine, obj).await?
+    {
+        grants.arns.push(arn);
+    }
+    Ok((groups, refused, grants))
+}
+
 /// A user who must reset the console password at first sign-in needs permission to do it:
 /// when the account password policy does not grant it, `IAMUserChangePassword` is part of
 /// the user's managed policies (so the exclusive list keeps it rather than removing it).
@@ -167,11 +192,34 @@ pub async fn reconcile(
     let mut synced = Synced::default();
     // The rules, and the identity (account) to act as: without them nothing is done.
     let (tenancy, engine) = &engine.for_tenant(obj).await?;
+    // A user this resource has not created yet (no id in status) is prepared before it is
+    // observed: while a dependency is not Ready, the retries cost no IAM read.
+    let prepared = match status.user_id {
+        None => Some(prepare(engine, tenancy, obj, true).await?),
+        Some(_) => None,
+    };
+    // Observed before anything is written, even a user this resource never created:
+    // whether the name is someone else's user is decided by a read, never by attempting a
+    // write to it (not even a CreateUser that IAM would refuse). This GetUser is the one
+    // read a new user costs; everything else about a user this reconcile creates is known
+    // from IAM's answer to the create.
     let existing = observe(engine, Some(tenancy), obj, status).await?;
-    let present = existing.is_some();
-    let identity = sync_identity(engine, tenancy, obj, status, existing, &mut synced).await;
+    let mut found = Found {
+        present: existing.is_some(),
+        created: false,
+    };
+    let identity = sync_identity(
+        engine,
+        tenancy,
+        obj,
+        status,
+        (existing, prepared),
+        &mut found,
+        &mut synced,
+    )
+    .await;
     let name = obj.iam_name();
-    let credentials = if present || identity.is_ok() {
+    let credentials = if found.present || identity.is_ok() {
         let key_refusal = match tenancy.max_access_keys {
             Some(_) if !holds_key(status) => {
                 let namespace = obj.namespace().unwrap_or_default();
@@ -190,6 +238,7 @@ pub async fn reconcile(
             journal,
             secrets,
             may_issue: identity.is_ok(),
+            created: found.created,
             keys_allowed: tenancy.access_keys,
             key_refusal,
             console_allowed: tenancy.console,
@@ -204,6 +253,15 @@ pub async fn reconcile(
     Ok(synced)
 }
 
+/// What the identity step found: whether the user existed before this reconcile, and
+/// whether this reconcile created it. IAM's success answer to CreateUser is authoritative
+/// for "the user is empty": no groups, policies, access keys or login profile, so none of
+/// them is read back (a read right after the creation could even lag it).
+struct Found {
+    present: bool,
+    created: bool,
+}
+
 /// Whether the user has a published access key (quotas count it already).
 fn holds_key(status: &IamUserStatus) -> bool {
     status
@@ -212,18 +270,27 @@ fn holds_key(status: &IamUserStatus) -> bool {
         .is_some_and(|a| a.access_key_id.is_some())
 }
 
-/// Brings the user's identity and permissions in line with the spec, fail-closed: the
-/// forced boundary is in place before anything is granted, and what the tenancy refuses is
-/// removed (the exclusive lists are applied with the allowed part only) before the
-/// refusals are reported.
-async fn sync_identity(
+/// What the spec asks for, checked and resolved: the boundary, and (for a user to be
+/// created) the groups and grants.
+struct Prepared {
+    boundary: Option<String>,
+    boundary_refusal: Option<String>,
+    grants: Option<(Vec<String>, Vec<String>, permissions::Grants)>,
+}
+
+/// Checks the spec and resolves its boundary and, with `grants`, its groups and grants.
+/// For a user to be created, they are resolved first: a dependency not Ready yet stops the
+/// reconcile before any write (and, for a user this resource never created, before any
+/// read), and the retry once it is Ready creates the user knowing it empty, rather than
+/// reading back every aspect of a user created by the attempt that had to wait. For an
+/// existing user, the groups and grants after its boundary and tags (a forced boundary
+/// never waits on a group). Nothing is granted before the boundary is in place.
+async fn prepare(
     engine: &Engine,
     tenancy: &Tenancy,
     obj: &IamUser,
-    status: &mut IamUserStatus,
-    existing: Option<UserInfo>,
-    synced: &mut Synced,
-) -> Result<()> {
+    grants: bool,
+) -> Result<Prepared> {
     tenancy
         .check_path(&obj.spec.path)
         .map_err(Error::InvalidSpec)?;
@@ -231,8 +298,41 @@ async fn sync_identity(
         .and_then(|()| limits::check_owner_tag_value(&engine.owner_of(obj)))
         .map_err(Error::InvalidSpec)?;
     permissions::check_inline_size(InlineOwner::User, &obj.spec.inline_policies)?;
-    let namespace = obj.namespace().unwrap_or_default();
     let (boundary, boundary_refusal) = desired_boundary(engine, tenancy, obj).await?;
+    let grants = match grants {
+        true => Some(desired_grants(engine, tenancy, obj).await?),
+        false => None,
+    };
+    Ok(Prepared {
+        boundary,
+        boundary_refusal,
+        grants,
+    })
+}
+
+/// Brings the user's identity and permissions in line with the spec, fail-closed: the
+/// forced boundary is in place before anything is granted, and what the tenancy refuses is
+/// removed (the exclusive lists are applied with the allowed part only) before the
+/// refusals are reported. Starts from the user as observed (`None`: missing) and, for a
+/// user this resource has not created yet, the spec prepared before it was observed.
+async fn sync_identity(
+    engine: &Engine,
+    tenancy: &Tenancy,
+    obj: &IamUser,
+    status: &mut IamUserStatus,
+    (existing, prepared): (Option<UserInfo>, Option<Prepared>),
+    found: &mut Found,
+    synced: &mut Synced,
+) -> Result<()> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let Prepared {
+        boundary,
+        boundary_refusal,
+        grants: mut resolved,
+    } = match prepared {
+        Some(p) => p,
+        None => prepare(engine, tenancy, obj, existing.is_none()).await?,
+    };
 
     let name = obj.iam_name();
     let tags = desired_tags(&obj.spec.tags, &engine.owner_of(obj));
@@ -245,24 +345,41 @@ async fn sync_identity(
                     .check_quota("IAM users", tenancy.max_users, usage.users)
                     .map_err(Error::InvalidSpec)?;
             }
-            let info = engine
+            match engine
                 .iam
                 .create_user(&name, &obj.spec.path, &tags, boundary.as_deref())
                 .await
-                .map_err(|e| match e {
-                    IamError::NotFound(m) | IamError::Invalid(m) => {
-                        Error::InvalidSpec(format!("cannot create IAM user {name}: {m}"))
+            {
+                Ok(info) => {
+                    synced.note(Reason::Created, format!("Created IAM user {name}"));
+                    found.created = true;
+                    info
+                }
+                Err(IamError::NotFound(m) | IamError::Invalid(m)) => {
+                    return Err(Error::InvalidSpec(format!(
+                        "cannot create IAM user {name}: {m}"
+                    )));
+                }
+                // It did not exist when observed: created since, most likely by this very
+                // call retried by the SDK after a lost response. Observed now, ownership
+                // decided from its tags.
+                Err(IamError::AlreadyExists(m)) => {
+                    match observe(engine, Some(tenancy), obj, status).await? {
+                        Some(info) => {
+                            found.present = true;
+                            info
+                        }
+                        // Listed as existing by the write, not yet by the read (IAM's
+                        // reads lag its writes): the next reconcile looks again.
+                        None => {
+                            return Err(Error::Iam(IamError::Transient(format!(
+                                "IAM user {name} exists ({m}) but cannot be read yet; checking whose it is"
+                            ))));
+                        }
                     }
-                    // It did not exist when observed: created since, most likely by this
-                    // very call retried after a lost response. The next reconcile observes it
-                    // and decides ownership from its tags.
-                    IamError::AlreadyExists(m) => Error::Iam(IamError::Transient(format!(
-                        "IAM user {name} was created while this reconcile ran ({m}); checking whose it is"
-                    ))),
-                    other => other.into(),
-                })?;
-            synced.note(Reason::Created, format!("Created IAM user {name}"));
-            info
+                }
+                Err(other) => return Err(other.into()),
+            }
         }
     };
     status.arn = Some(info.arn.clone());
@@ -304,22 +421,14 @@ async fn sync_identity(
     }
 
     // Only now, with the boundary in place, anything is granted.
-    let (groups, mut refused) = desired_groups(engine, tenancy, obj).await?;
-    let mut grants = permissions::decide(
-        engine,
-        tenancy,
-        &namespace,
-        &obj.spec.policies,
-        &obj.spec.inline_policies,
-    )
-    .await?;
-    // Granted by the operator itself, for a console the tenancy allows.
-    if tenancy.console
-        && let Some(arn) = change_password_policy(engine, obj).await?
-    {
-        grants.arns.push(arn);
-    }
-    let current_groups = engine.iam.list_groups_for_user(&name).await?;
+    let (groups, mut refused, mut grants) = match resolved.take() {
+        Some(r) => r,
+        None => desired_grants(engine, tenancy, obj).await?,
+    };
+    let current_groups = match found.created {
+        true => Vec::new(),
+        false => engine.iam.list_groups_for_user(&name).await?,
+    };
     let plan = plan_set(&current_groups, &groups, true);
     // Leave groups first: IAM caps memberships per user (10 by default), so at the cap a
     // swapped group could never be joined while the old one is still there.
@@ -341,11 +450,16 @@ async fn sync_identity(
         synced.note(Reason::Updated, format!("Added to group {group}"));
     }
 
-    permissions::sync(
+    let current = match found.created {
+        true => permissions::Current::Empty,
+        false => permissions::Current::Read,
+    };
+    permissions::sync_from(
         engine,
         Principal::User(&name),
         &grants.arns,
         &grants.inline,
+        current,
         synced,
     )
     .await?;

@@ -131,7 +131,7 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
     let obj = step.obj;
     let iam = step.engine.iam.clone();
     let user = step.user;
-    let has_profile = iam.has_login_profile(user).await?;
+    let has_profile = step.has_login_profile().await?;
     let Some(spec) = obj
         .spec
         .console

@@ -258,6 +258,43 @@ pub fn plan(f: &KeyFacts) -> KeyPlan {
     plan
 }
 
+/// How many times one reconcile sends CreateAccessKey while IAM answers `Throttling`.
+const CREATE_KEY_TRIES: u32 = 4;
+
+/// CreateAccessKey, sent again (after 0.5, 1 and 2 s, plus jitter) while IAM answers it
+/// with `Throttling`. The IAM port sends it once, never retried by the SDK (a retry after
+/// a lost response would make a second key); a throttled answer, though, is a refusal
+/// given before IAM acts, so sending it again cannot make a second key. Without this, every
+/// throttled CreateAccessKey failed the reconcile, and its retry read the whole user again.
+async fn create_key(iam: &dyn crate::iam::Iam, user: &str) -> crate::iam::IamResult<NewAccessKey> {
+    let mut tries = 1;
+    loop {
+        match iam.create_access_key(user).await {
+            Err(IamError::Throttled(_)) if tries < CREATE_KEY_TRIES => {
+                let base = 250u64 << tries;
+                let jitter = rand::random::<u64>() % base;
+                tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether a failed CreateAccessKey certainly made no key: IAM answered the single
+/// attempt with a refusal it gives before acting (throttled, denied, no such user, invalid).
+/// Anything else (a 5xx, a timeout, a lost response, IAM's limit hit by a key not listed
+/// yet) may hide a key, and keeps the intent.
+pub fn refused_without_effect(e: &IamError) -> bool {
+    matches!(
+        e,
+        IamError::Throttled(_)
+            | IamError::AccessDenied(_)
+            | IamError::NotFound(_)
+            | IamError::Invalid(_)
+    )
+}
+
 fn keys_left(keys: &[AccessKeyInfo], plan: &KeyPlan) -> usize {
     keys.iter()
         .filter(|k| !plan.delete_first.contains(&k.id))
@@ -306,7 +343,7 @@ async fn disable(
     if st.creating_since.is_some()
         && let Some(before) = &st.keys_before_creation
     {
-        for k in iam.list_access_keys(user).await? {
+        for k in step.access_keys().await? {
             if !before.contains(&k.id) && !ids.contains(&k.id) {
                 ids.push(k.id);
             }
@@ -338,7 +375,7 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         if let Some(st) = step.status.access_key.take() {
             disable(step, st, synced).await?;
         }
-        let keys = step.engine.iam.list_access_keys(step.user).await?;
+        let keys = step.access_keys().await?;
         return Ok(keys.into_iter().map(|k| k.id).collect());
     };
     // An invalid timing still lets the protective actions run (previous keys expire,
@@ -370,12 +407,17 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         .and_then(|s| s.data.get(KEY_SECRET_DATA[0]).map(str::to_string));
     let token = obj.annotations().get(ROTATE_KEY_ANNOTATION).cloned();
     let now = Timestamp::now();
-    let (keys, look_again) = with_unlisted_published(
-        iam.list_access_keys(user).await?,
-        &st,
-        secret_key_id.as_deref(),
-        now,
-    );
+    // A user created by this reconcile has no keys (IAM's answer to CreateUser says so);
+    // whatever the status says was published belonged to a user of this name that is gone.
+    let (keys, look_again) = match step.created {
+        true => (Vec::new(), None),
+        false => with_unlisted_published(
+            step.access_keys().await?,
+            &st,
+            secret_key_id.as_deref(),
+            now,
+        ),
+    };
     if let Some(after) = look_again {
         synced.requeue_within(after);
     }
@@ -465,13 +507,28 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         // The plan made room, so IAM's limit here means a key the listing did not show yet
         // (one a failed attempt made, listed late): the intent is pending, and the retry
         // finds and deletes that key.
-        let key = iam.create_access_key(user).await.map_err(|e| match e {
-            IamError::LimitExceeded(m) => Error::Iam(IamError::Transient(format!(
-                "IAM refused a new access key although only {} were listed ({m}); a key made by an earlier attempt is not listed yet, retrying",
-                keys_left(&keys, &plan)
-            ))),
-            other => other.into(),
-        })?;
+        let key = match create_key(iam.as_ref(), user).await {
+            Ok(key) => key,
+            Err(e) => {
+                if refused_without_effect(&e) {
+                    // IAM refused the one attempt (the call is never retried): no key was
+                    // made, so the intent is withdrawn (written with the status after this
+                    // reconcile) and the next attempt is a plain one, without the sweep
+                    // for keys of a failed attempt 30 s later. Should that status write
+                    // fail, the intent stays and the sweep runs: the safe side.
+                    st.creating_since = None;
+                    st.keys_before_creation = None;
+                    step.status.access_key = Some(st);
+                }
+                return Err(match e {
+                    IamError::LimitExceeded(m) => Error::Iam(IamError::Transient(format!(
+                        "IAM refused a new access key although only {} were listed ({m}); a key made by an earlier attempt is not listed yet, retrying",
+                        keys_left(&keys, &plan)
+                    ))),
+                    other => other.into(),
+                });
+            }
+        };
         crate::failpoint::hit("after-create-access-key");
         step.secrets
             .put(
@@ -559,6 +616,12 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
         synced.requeue_within(until(now, after(created.0, max)));
     }
     if plan.create.is_some() && after_failed_attempt {
+        // Logged: this later reconcile reads the whole user again, and is not drift.
+        tracing::info!(
+            user,
+            after = ?SWEEP_AFTER,
+            "access key created after a failed attempt: keys listed again later"
+        );
         synced.requeue_within(SWEEP_AFTER);
     }
     let unmanaged = plan.unmanaged.clone();
@@ -617,6 +680,27 @@ mod tests {
 
     fn ids(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_refusals_given_before_acting_withdraw_the_intent() {
+        for e in [
+            IamError::Throttled("Rate exceeded".into()),
+            IamError::AccessDenied("no".into()),
+            IamError::NotFound("no user".into()),
+            IamError::Invalid("bad".into()),
+        ] {
+            assert!(refused_without_effect(&e), "{e}");
+        }
+        // May hide a key: a 5xx or a lost response, or IAM's limit hit by a key that a
+        // failed attempt made and the listing did not show yet.
+        for e in [
+            IamError::Transient("500".into()),
+            IamError::LimitExceeded("two keys".into()),
+            IamError::Conflict("?".into()),
+        ] {
+            assert!(!refused_without_effect(&e), "{e}");
+        }
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct CredentialStep<'a> {
     pub secrets: &'a dyn SecretStore,
     /// Whether a first credential may be issued (the identity step succeeded).
     pub may_issue: bool,
+    /// Whether this reconcile created the user: IAM's answer to CreateUser says it has no
+    /// access keys and no login profile, so they are not listed (see [`Self::access_keys`]).
+    pub created: bool,
     /// Whether the tenancy allows access keys and console access at all. When it does not,
     /// existing ones are removed as if disabled, and the spec's request is reported.
     pub keys_allowed: bool,
@@ -62,6 +65,24 @@ pub struct CredentialStep<'a> {
 }
 
 impl CredentialStep<'_> {
+    /// The user's access keys: none for a user this reconcile created, else as IAM lists
+    /// them. Only the create answer stands in for the listing, never a cached view: a key
+    /// missed here could be orphaned or a third one attempted.
+    async fn access_keys(&self) -> Result<Vec<crate::iam::AccessKeyInfo>> {
+        if self.created {
+            return Ok(Vec::new());
+        }
+        Ok(self.engine.iam.list_access_keys(self.user).await?)
+    }
+
+    /// Whether the user has a login profile: not for a user this reconcile created.
+    async fn has_login_profile(&self) -> Result<bool> {
+        if self.created {
+            return Ok(false);
+        }
+        Ok(self.engine.iam.has_login_profile(self.user).await?)
+    }
+
     /// A renamed access-key Secret: carry the published key over rather than losing it.
     async fn carry_over_renamed_secret(&self, old: Option<&str>, new: &str) -> Result<()> {
         let Some(old) = old.filter(|old| *old != new) else {
