@@ -272,7 +272,11 @@ async fn copied_user_gets_the_same_permissions() {
     populate(&aws).await;
     let ns = cp.namespace("import-as");
     // The copy names the account's policies by ARN: the platform team allows them.
-    tenancy(cp, &ns, &format!(", 'arn:aws:iam::{ACCOUNT}:policy/acme/*'"));
+    tenancy(
+        cp,
+        &ns,
+        &format!(", 'arn:aws:iam::{ACCOUNT}:policy/acme/*'"),
+    );
     let manifest = import(
         &emulator,
         &["user", "Alice_Smith", "--as", "bob", "--namespace", &ns],
