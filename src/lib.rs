@@ -9,6 +9,7 @@ pub mod error;
 pub mod escalation;
 pub mod failpoint;
 pub mod iam;
+pub mod import;
 pub mod k8s;
 pub mod leader;
 pub mod limits;

@@ -151,6 +151,117 @@ struct Args {
         default_value = "text"
     )]
     log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print YAML manifests for IAM users, groups and customer-managed policies that already
+    /// exist, ready to be adopted (read-only against IAM).
+    Import(ImportArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ImportKind {
+    #[value(alias = "user")]
+    Users,
+    #[value(alias = "group")]
+    Groups,
+    #[value(alias = "policy")]
+    Policies,
+    All,
+}
+
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// What to import.
+    #[arg(value_enum)]
+    kind: ImportKind,
+    /// IAM names to import (policy names for policies).
+    names: Vec<String>,
+    /// Namespace of the printed objects.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Import the entities whose IAM path starts with this prefix.
+    #[arg(long, conflicts_with = "names")]
+    path_prefix: Option<String>,
+    /// Import every entity of the kind.
+    #[arg(long, conflicts_with_all = ["names", "path_prefix"])]
+    all: bool,
+    /// Cluster name of the operator that will adopt them (the consent tag's value is
+    /// `<cluster>/<namespace>`).
+    #[arg(long, env = "IAM_OPERATOR_CLUSTER_NAME", default_value = "default")]
+    cluster_name: String,
+    /// spec.deletionPolicy of the printed objects.
+    #[arg(long, value_enum, default_value = "retain")]
+    deletion_policy: DeletionPolicyArg,
+    /// Print the `aws iam tag-*` commands by which an administrator consents to the
+    /// adoption, instead of the manifests.
+    #[arg(long)]
+    print_consent: bool,
+    /// With `user NAME`: print a new IamUser of this name with NAME's groups, policies and
+    /// boundary instead (no adoption).
+    #[arg(long = "as", value_name = "NEW_NAME")]
+    as_user: Option<String>,
+}
+
+/// `iam-operator import`: reads the account (Get/List calls only, through
+/// `import::AccountReader`) and prints manifests to stdout.
+async fn import(args: ImportArgs) -> Result<(), String> {
+    use iam_operator::import::{self, AccountReader, Kind, Options, Selection};
+    let selection = if args.all {
+        Selection::All
+    } else if let Some(p) = &args.path_prefix {
+        Selection::PathPrefix(p.clone())
+    } else if !args.names.is_empty() {
+        Selection::Names(args.names.clone())
+    } else {
+        return Err("name the entities to import, or pass --path-prefix or --all".into());
+    };
+    let opts = Options {
+        kind: match args.kind {
+            ImportKind::Users => Kind::Users,
+            ImportKind::Groups => Kind::Groups,
+            ImportKind::Policies => Kind::Policies,
+            ImportKind::All => Kind::All,
+        },
+        selection,
+        namespace: args.namespace.clone(),
+        cluster_name: args.cluster_name.clone(),
+        deletion_policy: match args.deletion_policy {
+            DeletionPolicyArg::Delete => DeletionPolicy::Delete,
+            DeletionPolicyArg::Retain => DeletionPolicy::Retain,
+        },
+    };
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let reader: &dyn AccountReader = &AwsIam::new(&aws);
+    let account = reader
+        .account_details()
+        .await
+        .map_err(|e| format!("cannot read the IAM account: {e}"))?;
+    let (rendered, adopting) = match &args.as_user {
+        Some(new_name) => {
+            let ([source], Kind::Users) = (args.names.as_slice(), opts.kind) else {
+                return Err("--as copies one user: `import user NAME --as NEW_NAME`".into());
+            };
+            (
+                import::render_copy(&account, source, new_name, &opts)?,
+                false,
+            )
+        }
+        None => (import::render(&account, &opts)?, true),
+    };
+    if args.print_consent {
+        for line in &rendered.consent {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    print!("{}", import::to_yaml(&rendered, &opts, adopting)?);
+    Ok(())
 }
 
 /// Logs go to stdout: text, coloured only when stdout is a terminal (never in a file, a
@@ -400,7 +511,18 @@ async fn start(mut args: Args) -> Result<(), String> {
 async fn main() -> ExitCode {
     // Pick the TLS provider explicitly; it fails only if one is already installed.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // Without a subcommand: run the operator (what the chart and image run).
+    if let Some(Command::Import(import_args)) = args.command.take() {
+        // No logging: stdout carries the manifests.
+        return match import(import_args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("iam-operator import: {msg}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(args.log_format);
     match start(args).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -228,6 +228,92 @@ impl AwsIam {
     }
 }
 
+// Reads for `iam-operator import`: inherent, not on the `Iam` port, so that the import
+// code reaches IAM only through `crate::import::AccountReader` (reads only).
+impl AwsIam {
+    /// Users, groups and customer-managed policies of the whole account from
+    /// `GetAccountAuthorizationDetails`, each policy's tags from `GetPolicy` (that call does
+    /// not report them). Only Get/List calls.
+    pub async fn account_details(&self) -> IamResult<super::AccountDetails> {
+        use aws_sdk_iam::types::EntityType;
+        let pages = self
+            .iam
+            .get_account_authorization_details()
+            .set_filter(Some(vec![
+                EntityType::User,
+                EntityType::Group,
+                EntityType::LocalManagedPolicy,
+            ]))
+            .max_items(1000)
+            .into_paginator()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        let inline_of = |list: &[aws_sdk_iam::types::PolicyDetail]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|p| {
+                    (
+                        p.policy_name().unwrap_or_default().to_string(),
+                        decode_document(p.policy_document().unwrap_or_default()),
+                    )
+                })
+                .collect()
+        };
+        let attached_of = |list: &[aws_sdk_iam::types::AttachedPolicy]| -> Vec<String> {
+            list.iter()
+                .filter_map(|p| p.policy_arn().map(str::to_string))
+                .collect()
+        };
+        let mut details = super::AccountDetails::default();
+        for page in &pages {
+            for u in page.user_detail_list() {
+                details.users.push(super::UserDetails {
+                    name: u.user_name().unwrap_or_default().to_string(),
+                    path: u.path().unwrap_or("/").to_string(),
+                    tags: tag_map(u.tags()),
+                    permissions_boundary: u
+                        .permissions_boundary()
+                        .and_then(|b| b.permissions_boundary_arn())
+                        .map(str::to_string),
+                    groups: u.group_list().to_vec(),
+                    attached: attached_of(u.attached_managed_policies()),
+                    inline: inline_of(u.user_policy_list()),
+                });
+            }
+            for g in page.group_detail_list() {
+                details.groups.push(super::GroupDetails {
+                    name: g.group_name().unwrap_or_default().to_string(),
+                    path: g.path().unwrap_or("/").to_string(),
+                    attached: attached_of(g.attached_managed_policies()),
+                    inline: inline_of(g.group_policy_list()),
+                });
+            }
+            for p in page.policies() {
+                let document = p
+                    .policy_version_list()
+                    .iter()
+                    .find(|v| v.is_default_version())
+                    .and_then(|v| v.document())
+                    .map(decode_document)
+                    .unwrap_or_default();
+                details.policies.push(super::ManagedPolicyDetails {
+                    arn: p.arn().unwrap_or_default().to_string(),
+                    name: p.policy_name().unwrap_or_default().to_string(),
+                    path: p.path().unwrap_or("/").to_string(),
+                    description: p.description().map(str::to_string),
+                    document,
+                    tags: BTreeMap::new(),
+                });
+            }
+        }
+        for p in &mut details.policies {
+            p.tags = self.get_policy(&p.arn).await?.tags;
+        }
+        Ok(details)
+    }
+}
+
 /// Maps an SDK failure to the domain enum by IAM's error code. The message is IAM's own
 /// text, which never carries secret material.
 fn map_err<E, R>(err: SdkError<E, R>) -> IamError

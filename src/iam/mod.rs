@@ -387,3 +387,47 @@ pub trait Iam: Send + Sync {
         duration: std::time::Duration,
     ) -> IamResult<SessionCredentials>;
 }
+
+// Account details for `iam-operator import` (read-only; see `crate::import`).
+
+/// A user with everything `GetAccountAuthorizationDetails` reports about it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserDetails {
+    pub name: String,
+    pub path: String,
+    pub tags: BTreeMap<String, String>,
+    pub permissions_boundary: Option<String>,
+    pub groups: Vec<String>,
+    /// ARNs of attached managed policies.
+    pub attached: Vec<String>,
+    /// Inline policies: name and decoded JSON document.
+    pub inline: Vec<(String, String)>,
+}
+
+/// A group with its attachments and inline policies.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupDetails {
+    pub name: String,
+    pub path: String,
+    pub attached: Vec<String>,
+    pub inline: Vec<(String, String)>,
+}
+
+/// A customer-managed policy with its default version's decoded document.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManagedPolicyDetails {
+    pub arn: String,
+    pub name: String,
+    pub path: String,
+    pub description: Option<String>,
+    pub document: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Users, groups and customer-managed policies of an account.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountDetails {
+    pub users: Vec<UserDetails>,
+    pub groups: Vec<GroupDetails>,
+    pub policies: Vec<ManagedPolicyDetails>,
+}
