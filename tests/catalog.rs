@@ -20,10 +20,12 @@
 //! three tenant namespaces. `tenant-a` is governed by an IamTenancyPolicy without a forced
 //! boundary (escalation screening on, ReadOnlyAccess and groups `shared-*` allowed, keys yes,
 //! console no, adoption no); `tenant-c` by one forcing the boundary `tenant-boundary`, with
-//! adoption on; `tenant-b` by the operator's flags. Before the catalog, an administrator made
+//! adoption on (A forbids session credentials, neither allows AWS trust principals; the
+//! operator knows the cluster's OIDC provider); `tenant-b` by the operator's flags. Before the catalog, an administrator made
 //! a human admin, a break-glass user, users tagged adoptable by B and by C, the boundary, an
 //! administrator's own Allow-* policy, groups `admins` (inline Allow *), `shared-readers`
-//! (ReadOnlyAccess) and `ops-iam` (IAMFullAccess); tenant B made a policy, a group and a user
+//! (ReadOnlyAccess) and `ops-iam` (IAMFullAccess), a role `admin-ops` (AdministratorAccess);
+//! tenant B made a policy, a group and a user
 //! through the operator; tenant A holds an unrelated Secret `db-password`.
 
 mod support;
@@ -42,6 +44,8 @@ use support::emulator::{Emulator, repo_root};
 const NAMESPACES: [&str; 3] = ["tenant-a", "tenant-b", "tenant-c"];
 const ADMIN: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 const OWNER_TAG: &str = "iam.kubeop.dev/owner";
+const OIDC_PROVIDER: &str =
+    "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/CATALOG";
 /// How long one phase's objects may take to show their outcome.
 const OUTCOME_WITHIN: Duration = Duration::from_secs(120);
 /// How long the catalog's objects may take to be deleted (finalizers done).
@@ -208,6 +212,10 @@ fn created_facts(manifest: &Value) -> Vec<String> {
                 format!("+policy {iam} document *"),
             ]
         }
+        "IamRole" => {
+            let iam = spec["roleName"].as_str().unwrap_or(&name);
+            vec![format!("+role {iam} id=* path={path}")]
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -220,6 +228,7 @@ fn api_resource(kind: &str) -> ApiResource {
         "IamUser" => "iamusers",
         "IamGroup" => "iamgroups",
         "IamPolicy" => "iampolicies",
+        "IamRole" => "iamroles",
         other => panic!("unknown kind {other}"),
     };
     ApiResource::from_gvk_with_plural(
@@ -551,6 +560,23 @@ async fn snapshot(iam: &aws_sdk_iam::Client, client: &kube::Client) -> BTreeSet<
             }
         }
     }
+    let profiles = iam
+        .list_instance_profiles()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .expect("ListInstanceProfiles");
+    for p in profiles {
+        facts.insert(format!(
+            "instance-profile {} id={} path={} roles={:?}",
+            p.instance_profile_name(),
+            p.instance_profile_id(),
+            p.path(),
+            p.roles().iter().map(|r| r.role_name()).collect::<Vec<_>>()
+        ));
+    }
     for ns in NAMESPACES {
         let api: Api<Secret> = Api::namespaced(client.clone(), ns);
         for s in api.list(&ListParams::default()).await.unwrap().items {
@@ -759,6 +785,20 @@ async fn administrators_world(iam: &aws_sdk_iam::Client) {
         .send()
         .await
         .unwrap();
+    // A role of the administrators, untagged, with AdministratorAccess.
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]}).to_string();
+    iam.create_role()
+        .role_name("admin-ops")
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+    iam.attach_role_policy()
+        .role_name("admin-ops")
+        .policy_arn(ADMIN)
+        .send()
+        .await
+        .unwrap();
 }
 
 const TENANCY: &str = r#"
@@ -773,6 +813,7 @@ spec:
   accessKeys: true
   console: false
   adoption: false
+  sessionCredentials: false
 ---
 apiVersion: iam.kubeop.dev/v1alpha1
 kind: IamTenancyPolicy
@@ -841,7 +882,7 @@ async fn wait_ready(client: &kube::Client, kind: &str, ns: &str, name: &str) {
 
 async fn catalog_objects_left(client: &kube::Client) -> Vec<String> {
     let mut left = Vec::new();
-    for kind in ["IamUser", "IamGroup", "IamPolicy"] {
+    for kind in ["IamUser", "IamGroup", "IamPolicy", "IamRole"] {
         for ns in NAMESPACES {
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), ns, &api_resource(kind));
@@ -895,7 +936,8 @@ async fn hostile_catalog_is_refused_or_harmless_and_changes_nothing_else() {
             "--watch-namespace",
             &watch,
         ],
-        &[],
+        // Roles trusting ServiceAccounts need the cluster's OIDC provider.
+        &[("IAM_OPERATOR_OIDC_PROVIDER_ARN", OIDC_PROVIDER)],
     );
     let client = cp.client().await;
     apply_ok(cp, TENANT_B);
@@ -983,7 +1025,7 @@ async fn hostile_catalog_is_refused_or_harmless_and_changes_nothing_else() {
     for ns in NAMESPACES {
         cp.kubectl_ok(&[
             "delete",
-            "iamusers,iamgroups,iampolicies",
+            "iamusers,iamgroups,iampolicies,iamroles",
             "-n",
             ns,
             "-l",

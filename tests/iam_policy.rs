@@ -22,9 +22,19 @@
 //! | `Allow` scoped to `user/k8s/*`: `CreateUser` under `/k8s/` | allowed | AccessDenied | **no**: a scoped `Allow` never matches `*` |
 //! | … `CreateUser` outside `/k8s/` | AccessDenied | AccessDenied (for the wrong reason) / allowed once widened to `*` | **no** |
 //! | the boundary caps the user it is set on | AccessDenied | allowed | **no**: moto ignores permissions boundaries |
+//! | roles: `Deny iam:DeleteRolePermissionsBoundary` on `*`, even with `IAMFullAccess` | AccessDenied | AccessDenied | **yes** |
+//! | role calls naming an existing role under `role/k8s/*` (`TagRole`, `UpdateAssumeRolePolicy`, `PutRolePolicy`, `DeleteRolePolicy`) | allowed | allowed | **yes**: moto authorizes a call naming an existing role against the role's ARN |
+//! | … the same calls on a role under `/other/` | AccessDenied | AccessDenied | **yes** |
+//! | `sts:AssumeRole` on a role under `/k8s/` trusting the operator / under `/other/` | allowed / AccessDenied | allowed / AccessDenied | **yes**: the emulator authorizes AssumeRole against the role's ARN and evaluates its trust |
+//! | `GetRole` on `role/*` (any role, by name) | allowed | allowed | **yes** |
+//! | `CreateRole` under `/k8s/` with the boundary | allowed | AccessDenied | **no**: the role does not exist yet, so moto authorizes against `*` |
+//! | `CreateRole`/`PutRolePermissionsBoundary`/`AttachRolePolicy`/`PutRolePolicy` without the boundary (`StringEquals`) | AccessDenied | allowed | **no**: condition not evaluated |
+//! | `Deny` attaching `AdministratorAccess` to a role | AccessDenied | AccessDenied (every attach to a role) | over-enforced, as for users |
+//! | `AddRoleToInstanceProfile` on `instance-profile/k8s/*` (+ `iam:PassRole` on `role/k8s/*`) | allowed | AccessDenied | **no**: moto authorizes it against the role's ARN and never checks `iam:PassRole` |
 //!
 //! Not enforced by the emulator: the `iam:PermissionsBoundary` and `iam:PolicyARN`
-//! conditions, the `Deny` on the boundary policy's ARN, the path-prefix scoping and the
+//! conditions, the `Deny` on the boundary policy's ARN, the path-prefix scoping of users,
+//! groups, policies, instance profiles and of `CreateRole`, `iam:PassRole`, and the
 //! boundary itself; verify them against AWS with the IAM policy simulator (`aws iam simulate-principal-policy` with `--context-entries` for
 //! `iam:PermissionsBoundary` and `iam:PolicyARN`). To run the operator under the emulator
 //! the tests use the policy's "emulator form": every `Allow` widened to `Resource: "*"`
@@ -33,7 +43,7 @@
 
 mod support;
 
-use iam_operator::api::IamUser;
+use iam_operator::api::{IamRole, IamUser};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
 use std::future::Future;
@@ -52,6 +62,9 @@ const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/k8s/tenant-boundary";
 const ADMIN_ACCESS: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 const IAM_FULL_ACCESS: &str = "arn:aws:iam::aws:policy/IAMFullAccess";
 const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+/// The cluster's OIDC provider, for the trust of ServiceAccounts.
+const OIDC_PROVIDER: &str =
+    "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/DELEGATED";
 
 /// Polls `f` until it returns `Some`, failing the test with `what` after `TIMEOUT`.
 async fn eventually<T, F, Fut>(what: &str, f: F) -> T
@@ -255,6 +268,38 @@ impl World {
             .send()
             .await
             .unwrap();
+    }
+
+    /// A role under `path`, created by the administrator with the boundary, trusting the
+    /// user `trusted` of this account.
+    async fn bounded_role(&self, name: &str, path: &str, trusted: &str) -> String {
+        let trust = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/{trusted}")},
+                "Action": "sts:AssumeRole"
+            }]
+        });
+        let out = self
+            .admin
+            .create_role()
+            .role_name(name)
+            .path(path)
+            .assume_role_policy_document(trust.to_string())
+            .permissions_boundary(BOUNDARY)
+            .send()
+            .await
+            .unwrap();
+        out.role().unwrap().arn().to_string()
+    }
+
+    async fn role_boundary_of(&self, name: &str) -> Option<String> {
+        let out = self.admin.get_role().role_name(name).send().await.unwrap();
+        out.role()
+            .and_then(|r| r.permissions_boundary())
+            .and_then(|b| b.permissions_boundary_arn())
+            .map(str::to_string)
     }
 
     async fn boundary_of(&self, name: &str) -> Option<String> {
@@ -480,6 +525,28 @@ async fn explicit_deny_wins_over_another_policys_allow() {
             .await;
         assert_eq!(outcome(attach), "AccessDenied", "{arn}");
     }
+    // The same Deny keeps a role's boundary.
+    w.bounded_role("bounded-role", "/k8s/", "operator").await;
+    assert_eq!(
+        outcome(
+            iam.delete_role_permissions_boundary()
+                .role_name("bounded-role")
+                .send()
+                .await
+        ),
+        "AccessDenied"
+    );
+    assert_eq!(
+        w.role_boundary_of("bounded-role").await.as_deref(),
+        Some(BOUNDARY)
+    );
+    let attach = iam
+        .attach_role_policy()
+        .role_name("bounded-role")
+        .policy_arn(ADMIN_ACCESS)
+        .send()
+        .await;
+    assert_eq!(outcome(attach), "AccessDenied");
     // Not enforced (AWS: AccessDenied whatever else is allowed).
     let widen = iam
         .create_policy_version()
@@ -492,6 +559,157 @@ async fn explicit_deny_wins_over_another_policys_allow() {
         outcome(widen),
         "ok",
         "a Deny scoped to an ARN never matches in moto"
+    );
+}
+
+/// The role statements as shipped: moto authorizes a call naming an existing role against
+/// that role's ARN (and `sts:AssumeRole` against the role it names), so the scoping to
+/// `role/k8s/*` is enforced there, unlike that of users; `CreateRole` (no role yet: `*`)
+/// and `AddRoleToInstanceProfile` (authorized against the role, not the profile) are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_statements_are_scoped_to_the_prefix() {
+    let w = World::start().await;
+    let creds = w.principal("operator", &delegated(), &[]).await;
+    let iam = aws_sdk_iam::Client::new(&sdk_config_with(&w.emu.url, &creds));
+    let sts = aws_sdk_sts::Client::new(&sdk_config_with(&w.emu.url, &creds));
+    let inside = w.bounded_role("inside", "/k8s/", "operator").await;
+    let outside = w.bounded_role("outside", "/other/", "operator").await;
+    let trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/operator")},
+            "Action": "sts:AssumeRole"
+        }]
+    })
+    .to_string();
+
+    for (role, expected) in [("inside", "ok"), ("outside", "AccessDenied")] {
+        let tag = iam
+            .tag_role()
+            .role_name(role)
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key("team")
+                    .value("a")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await;
+        assert_eq!(outcome(tag), expected, "TagRole {role}");
+        let update = iam
+            .update_assume_role_policy()
+            .role_name(role)
+            .policy_document(&trust)
+            .send()
+            .await;
+        assert_eq!(outcome(update), expected, "UpdateAssumeRolePolicy {role}");
+        // AWS: allowed on `inside` as it carries the boundary (condition not evaluated here).
+        let put = iam
+            .put_role_policy()
+            .role_name(role)
+            .policy_name("own")
+            .policy_document(EVERYTHING)
+            .send()
+            .await;
+        assert_eq!(outcome(put), expected, "PutRolePolicy {role}");
+        let listed = iam.list_role_policies().role_name(role).send().await;
+        assert_eq!(outcome(listed), expected, "ListRolePolicies {role}");
+        let delete = iam
+            .delete_role_policy()
+            .role_name(role)
+            .policy_name("own")
+            .send()
+            .await;
+        assert_eq!(outcome(delete), expected, "DeleteRolePolicy {role}");
+        if expected != "ok" {
+            let delete = iam.delete_role().role_name(role).send().await;
+            assert_eq!(outcome(delete), expected, "DeleteRole {role}");
+        }
+        // Any role may be looked up by name (adoption and name-conflict checks).
+        assert_eq!(
+            outcome(iam.get_role().role_name(role).send().await),
+            "ok",
+            "GetRole {role}"
+        );
+    }
+    // Session credentials: only roles under the prefix (both trust the operator).
+    for (arn, expected) in [(&inside, "ok"), (&outside, "AccessDenied")] {
+        let assumed = sts
+            .assume_role()
+            .role_arn(arn)
+            .role_session_name("operator")
+            .send()
+            .await;
+        let got = match assumed {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e
+                .as_service_error()
+                .and_then(|e| aws_sdk_sts::error::ProvideErrorMetadata::code(e))
+                .unwrap_or("?")
+                .to_string(),
+        };
+        assert_eq!(got, expected, "AssumeRole {arn}");
+    }
+    // Enforced: the boundary stays on the role.
+    assert_eq!(
+        outcome(
+            iam.delete_role_permissions_boundary()
+                .role_name("inside")
+                .send()
+                .await
+        ),
+        "AccessDenied"
+    );
+    assert_eq!(
+        w.role_boundary_of("inside").await.as_deref(),
+        Some(BOUNDARY)
+    );
+    // Over-enforced: the conditioned Deny refuses every attach to a role.
+    let attach = iam
+        .attach_role_policy()
+        .role_name("inside")
+        .policy_arn(READ_ONLY)
+        .send()
+        .await;
+    assert_eq!(
+        outcome(attach),
+        "AccessDenied",
+        "moto does not evaluate ArnLike"
+    );
+    // Not enforced: AWS allows this CreateRole (under the prefix, with the boundary).
+    let create = iam
+        .create_role()
+        .role_name("new")
+        .path("/k8s/")
+        .assume_role_policy_document(&trust)
+        .permissions_boundary(BOUNDARY)
+        .send()
+        .await;
+    assert_eq!(
+        outcome(create),
+        "AccessDenied",
+        "moto authorizes a new role against *"
+    );
+    // Not enforced: AWS allows adding a prefix role to a prefix profile.
+    w.admin
+        .create_instance_profile()
+        .instance_profile_name("inside")
+        .path("/k8s/")
+        .send()
+        .await
+        .unwrap();
+    let add = iam
+        .add_role_to_instance_profile()
+        .instance_profile_name("inside")
+        .role_name("inside")
+        .send()
+        .await;
+    assert_eq!(
+        outcome(add),
+        "AccessDenied",
+        "moto authorizes it against the role's ARN"
     );
 }
 
@@ -546,6 +764,7 @@ async fn the_operator_runs_with_the_delegated_policy() {
         &[
             ("AWS_ACCESS_KEY_ID", &creds.0),
             ("AWS_SECRET_ACCESS_KEY", &creds.1),
+            ("IAM_OPERATOR_OIDC_PROVIDER_ARN", OIDC_PROVIDER),
         ],
     );
     let out = cp.apply(&format!(
@@ -610,6 +829,113 @@ async fn the_operator_runs_with_the_delegated_policy() {
         assert!(secrets.get_opt(secret).await.unwrap().is_some(), "{secret}");
     }
 
+    // A role with policies, an inline policy, an instance profile and session credentials
+    // (the operator adds its own principal to the trust to assume it).
+    let roles: Api<IamRole> = Api::namespaced(cp.client().await, &ns);
+    let out = cp.apply(&format!(
+        r#"apiVersion: iam.kubeop.dev/v1alpha1
+kind: IamRole
+metadata: {{name: app, namespace: {ns}}}
+spec:
+  path: /k8s/
+  trust: {{serviceAccounts: [{{name: app}}]}}
+  policies: [{{arn: "{READ_ONLY}"}}]
+  inlinePolicies:
+    - name: own
+      document: {{Version: "2012-10-17", Statement: [{{Effect: Allow, Action: "s3:ListBucket", Resource: "*"}}]}}
+  instanceProfile: true
+  sessionCredentials: {{duration: 15m}}
+"#
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let role = eventually("IamRole app Ready", || async {
+        roles.get_opt("app").await.unwrap().filter(|r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "Ready"
+                        && c.status == "True"
+                        && c.observed_generation == r.metadata.generation
+                })
+            })
+        })
+    })
+    .await;
+    let status = role.status.clone().unwrap_or_default();
+    let role_name = status
+        .arn
+        .as_deref()
+        .and_then(|a| a.rsplit('/').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        status
+            .arn
+            .as_deref()
+            .is_some_and(|a| a.starts_with("arn:aws:iam::123456789012:role/k8s/")),
+        "{status:?}\n{}",
+        op.logs()
+    );
+    assert_eq!(
+        w.role_boundary_of(&role_name).await.as_deref(),
+        Some(BOUNDARY)
+    );
+    let attached = w
+        .admin
+        .list_attached_role_policies()
+        .role_name(&role_name)
+        .send()
+        .await
+        .unwrap();
+    let attached: Vec<&str> = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .collect();
+    assert_eq!(attached, [READ_ONLY]);
+    let inline = w
+        .admin
+        .list_role_policies()
+        .role_name(&role_name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inline.policy_names(), ["own"]);
+    let profiles = w
+        .admin
+        .list_instance_profiles_for_role()
+        .role_name(&role_name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(profiles.instance_profiles().len(), 1, "{profiles:?}");
+    let session = status
+        .session_credentials
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .unwrap_or_else(|| "app-aws-session".into());
+    assert!(
+        secrets.get_opt(&session).await.unwrap().is_some(),
+        "{session}"
+    );
+
+    roles.delete("app", &DeleteParams::default()).await.unwrap();
+    eventually("IamRole app deleted", || async {
+        roles.get_opt("app").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        outcome(w.admin.get_role().role_name(&role_name).send().await),
+        "NoSuchEntity",
+        "{}",
+        op.logs()
+    );
+    let left = w.admin.list_instance_profiles().send().await.unwrap();
+    assert!(left.instance_profiles().is_empty(), "{left:?}");
+
     users.delete("dev", &DeleteParams::default()).await.unwrap();
     eventually("IamUser dev deleted", || async {
         users.get_opt("dev").await.unwrap().is_none().then_some(())
@@ -663,5 +989,30 @@ fn the_delegated_policy_allows_what_the_general_one_does_but_boundary_removal() 
     .unwrap();
     let mut expected = allowed_actions(&general);
     assert!(expected.remove("iam:DeleteUserPermissionsBoundary"));
+    assert!(expected.remove("iam:DeleteRolePermissionsBoundary"));
     assert_eq!(allowed_actions(&delegated()), expected);
+}
+
+/// IAM counts a managed policy's characters without the whitespace outside strings (the
+/// shipped file is indented past 6,144); the filled document must fit even with a long
+/// path prefix and boundary ARN.
+#[test]
+fn the_delegated_policy_fits_a_managed_policy() {
+    let text = std::fs::read_to_string(
+        support::emulator::repo_root().join("docs/operator-iam-policy-delegated.json"),
+    )
+    .unwrap();
+    let filled = text
+        .replace("${Account}", ACCOUNT)
+        .replace("${PathPrefix}", "platform/tenants/kubernetes/")
+        .replace(
+            "${BoundaryArn}",
+            "arn:aws:iam::123456789012:policy/platform/tenants/kubernetes/tenant-permissions-boundary",
+        );
+    let doc: serde_json::Value = serde_json::from_str(&filled).unwrap();
+    let size = iam_operator::limits::policy_size(&doc);
+    assert!(
+        iam_operator::limits::check_managed_policy(&doc).is_ok(),
+        "{size} characters"
+    );
 }
