@@ -201,16 +201,28 @@ pub async fn reconcile(
     )
     .await?;
 
+    let mut grants = permissions::decide(
+        engine,
+        tenancy,
+        &namespace,
+        &obj.spec.policies,
+        &obj.spec.inline_policies,
+    )
+    .await?;
+    let mut refused: Vec<String> = trust_refused;
+    refused.extend(boundary_refusal);
+    refused.append(&mut grants.refused);
+    grants.refused = refused;
+
     let name = obj.iam_name();
     let tags = desired_tags(&obj.spec.tags, &engine.owner_of(obj));
     let description = obj.spec.description.clone().unwrap_or_default();
     let info = match observe(engine, Some(tenancy), obj, status).await? {
         Some(info) => info,
-        // Nothing is created while the trust is refused.
-        None if !trust_refused.is_empty() => {
-            return Err(Error::InvalidSpec(trust_refused.join("; ")));
-        }
         None => {
+            // Nothing is created while any part of the spec is refused: a role that
+            // cannot be what was asked for is not made at all.
+            grants.refusal()?;
             let new = NewRole {
                 name: &name,
                 path: &obj.spec.path,
@@ -308,14 +320,6 @@ pub async fn reconcile(
         );
     }
 
-    let mut grants = permissions::decide(
-        engine,
-        tenancy,
-        &namespace,
-        &obj.spec.policies,
-        &obj.spec.inline_policies,
-    )
-    .await?;
     permissions::sync(
         engine,
         Principal::Role(&name),
@@ -336,10 +340,6 @@ pub async fn reconcile(
 
     let annotations = sync_annotations(obj, status, &info.arn, accounts, &mut synced).await;
 
-    let mut refused: Vec<String> = trust_refused;
-    refused.extend(boundary_refusal);
-    refused.append(&mut grants.refused);
-    grants.refused = refused;
     grants.refusal()?;
     annotations?;
     sync_session(engine, obj, status, &info.arn, secrets, &mut synced).await?;
