@@ -66,22 +66,22 @@ pub fn plan(obj: &IamAccountSettings, observed: &Observed, policy_managed: bool)
                 steps.push(Step::DeleteAlias(old.clone()));
             }
         }
-        Some(want) => {
-            if observed.alias.as_deref() != Some(want) {
-                // One alias per account: the old one goes first.
-                if let Some(old) = &observed.alias {
-                    steps.push(Step::DeleteAlias(old.clone()));
-                }
-                steps.push(Step::CreateAlias(want.to_string()));
+        Some(want) if observed.alias.as_deref() != Some(want) => {
+            // One alias per account: the old one goes first.
+            if let Some(old) = &observed.alias {
+                steps.push(Step::DeleteAlias(old.clone()));
             }
+            steps.push(Step::CreateAlias(want.to_string()));
         }
+        Some(_) => {}
     }
     match &obj.spec.password_policy {
-        Some(want) => {
-            if observed.password_policy.as_ref().map(normalized) != Some(normalized(want)) {
-                steps.push(Step::UpdatePasswordPolicy(want.clone()));
-            }
+        Some(want)
+            if observed.password_policy.as_ref().map(normalized) != Some(normalized(want)) =>
+        {
+            steps.push(Step::UpdatePasswordPolicy(want.clone()));
         }
+        Some(_) => {}
         None if policy_managed && observed.password_policy.is_some() => {
             steps.push(Step::DeletePasswordPolicy);
         }
