@@ -584,8 +584,9 @@ fn password_policy_ranges_match_iams_model() {
     ] {
         let shape = model_shape(&model, "UpdateAccountPasswordPolicy", member);
         let schema = field(&schemas["iamaccountsettings.yaml"], path);
-        let want = (shape["min"].as_i64(), shape["max"].as_i64());
-        let got = (schema["minimum"].as_i64(), schema["maximum"].as_i64());
+        // The CRD writes integer bounds as floats (`128.0`).
+        let want = (shape["min"].as_f64(), shape["max"].as_f64());
+        let got = (schema["minimum"].as_f64(), schema["maximum"].as_f64());
         if want != got {
             mismatches.push(format!("{path}: CRD {got:?}, IAM's model {want:?}"));
         }

@@ -143,8 +143,10 @@ pub struct AccountPosture {
     /// summary has no per-user count and listing every user's devices would cost one call
     /// per user.
     pub users_without_mfa: i32,
-    /// `Groups`, `Roles`, `Policies`: counts in the account.
+    /// `Groups`: IAM groups in the account.
     pub groups: i32,
+    /// `Roles`: IAM roles in the account.
     pub roles: i32,
+    /// `Policies`: customer-managed policies in the account.
     pub policies: i32,
 }
