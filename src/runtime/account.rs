@@ -4,6 +4,7 @@
 //! and a requeue at the resync interval that repairs changes made outside the operator.
 
 use super::context::Context;
+use super::watch::watch;
 use crate::api::{IamAccountSettings, IamAccountSettingsStatus};
 use crate::controller::account;
 use crate::k8s::FIELD_MANAGER;
@@ -13,8 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
 
@@ -37,25 +37,6 @@ pub struct AccountError(String);
 
 fn key(name: &str) -> String {
     format!("IamAccountSettings//{name}")
-}
-
-async fn publish(
-    ctx: &Context,
-    obj: &IamAccountSettings,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: note.chars().take(128).collect(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not publish event");
-    }
 }
 
 async fn reconcile(
@@ -109,15 +90,10 @@ async fn reconcile(
     }
     match result {
         Ok(synced) => {
+            // Logged, not published as events: an event of a cluster-scoped object goes
+            // to the `default` namespace, which the chart's namespaced RBAC does not reach.
             for change in &synced.changes {
-                publish(
-                    &ctx,
-                    &fresh,
-                    EventType::Normal,
-                    change.reason.as_str(),
-                    &change.message,
-                )
-                .await;
+                tracing::info!(object = %name, reason = change.reason.as_str(), "{}", change.message);
             }
             ctx.forget(&key(&name));
             Ok(Action::requeue(
@@ -126,20 +102,7 @@ async fn reconcile(
                     .unwrap_or(ctx.engine.settings.resync_interval),
             ))
         }
-        Err(e) => {
-            if summary.stalled && before.as_ref().map(|s| &s.conditions) != Some(&status.conditions)
-            {
-                publish(
-                    &ctx,
-                    &fresh,
-                    EventType::Warning,
-                    e.reason(),
-                    &summary.message,
-                )
-                .await;
-            }
-            Err(AccountError(summary.message))
-        }
+        Err(_) => Err(AccountError(summary.message)),
     }
 }
 
@@ -149,24 +112,20 @@ fn error_policy(obj: Arc<IamAccountSettings>, err: &AccountError, ctx: Arc<Conte
     Action::requeue(delay)
 }
 
-/// The controller of IamAccountSettings. Any change of one object wakes them all: the
-/// deletion of the object that owns the account lets the next one take over at once.
+/// The controller of IamAccountSettings. Like the other kinds, it runs on spec changes,
+/// not on its own status writes (two operators sharing a cluster would otherwise wake each
+/// other without end); resyncs and retries requeue it. A second object for an account is
+/// retried with the usual backoff, so it takes over within minutes of the first one's
+/// deletion.
 pub async fn run(ctx: Arc<Context>, config: ControllerConfig) {
     let api: Api<IamAccountSettings> = Api::all(ctx.client.clone());
-    let controller = Controller::new(api.clone(), watcher::Config::default()).with_config(config);
-    let store = controller.store();
-    controller
-        .watches(
-            api,
-            watcher::Config::default(),
-            move |_: IamAccountSettings| {
-                store
-                    .state()
-                    .iter()
-                    .map(|o| kube::runtime::reflector::ObjectRef::from_obj(o.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+    let (reader, writer) = kube::runtime::reflector::store();
+    let changes = watch(api, watcher::Config::default())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream(changes, reader)
+        .with_config(config)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
