@@ -112,7 +112,7 @@ up() {
   step "applying examples/"
   kubectl apply -f "$ROOT/examples/"
   step "waiting for Ready"
-  kubectl wait --for=condition=Ready iampolicy,iamgroup,iamuser,iamrole --all -A --timeout=300s
+  kubectl wait --for=condition=Ready iampolicy,iamgroup,iamuser,iamrole,iamaccountsettings --all -A --timeout=300s
   show
 }
 

@@ -1,6 +1,6 @@
 //! Rendering of the CustomResourceDefinitions checked in under `crds/`.
 
-use crate::api::{IamGroup, IamPolicy, IamRole, IamTenancyPolicy, IamUser};
+use crate::api::{IamAccountSettings, IamGroup, IamPolicy, IamRole, IamTenancyPolicy, IamUser};
 use kube::CustomResourceExt;
 use serde_yaml::Value;
 
@@ -17,6 +17,10 @@ pub fn render_all() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
         ("iamusers.yaml", render(IamUser::crd())?),
         ("iamroles.yaml", render(IamRole::crd())?),
         ("iamtenancypolicies.yaml", render(IamTenancyPolicy::crd())?),
+        (
+            "iamaccountsettings.yaml",
+            render(IamAccountSettings::crd())?,
+        ),
     ])
 }
 

@@ -299,6 +299,9 @@ const NOT_IAM_FIELDS: &[&str] = &[
     "spec.trust.awsPrincipals",
     "spec.trust.awsPrincipals[].principal",
     "spec.trust.awsPrincipals[].externalId",
+    // IamAccountSettings' alias: IAM's pattern has a lookahead the API server cannot
+    // run; checked by `account_alias_limits_match_iams_model` instead.
+    "iamaccountsettings.yaml spec.accountAlias",
     // STS AssumeRole parameters, not IAM's.
     "iamtenancypolicies.yaml spec.roleArn",
     "iamtenancypolicies.yaml spec.externalId",
@@ -493,4 +496,100 @@ fn every_limited_field_is_checked_against_the_model() {
         unchecked.is_empty(),
         "limited fields missing from the model cross-check (add them to STRING_FIELDS or NOT_IAM_FIELDS): {unchecked:?}"
     );
+}
+
+/// The account alias: IAM's pattern (a lookahead, which Go's RE2 lacks) and the CRD's
+/// pattern plus the controller's minimum length of 3 accept the same aliases. Both are
+/// run by Python's `re`, which has lookaheads.
+#[test]
+fn account_alias_limits_match_iams_model() {
+    let model = iam_model();
+    let shape = model_shape(&model, "CreateAccountAlias", "AccountAlias");
+    let schemas = crd_schemas();
+    let schema = field(&schemas["iamaccountsettings.yaml"], "spec.accountAlias");
+    assert_eq!(shape["max"].as_u64(), schema["maxLength"].as_u64());
+    assert_eq!(shape["min"].as_u64(), Some(3), "the controller checks 3");
+    let samples = [
+        "abc",
+        "a-b",
+        "a-b-c",
+        "ab",
+        "a",
+        "a--b",
+        "-ab",
+        "ab-",
+        "Abc",
+        "a_b",
+        "a.b",
+        "0aa",
+        "a1-2b",
+        &"a".repeat(63),
+        &"a".repeat(64),
+    ];
+    let script = format!(
+        "import re, sys, json\nm = re.compile({:?})\nc = re.compile({:?})\nfor s in json.loads(sys.argv[1]):\n    print(s, bool(m.match(s)), bool(c.match(s)) and 3 <= len(s) <= {})",
+        shape["pattern"].as_str().unwrap(),
+        schema["pattern"].as_str().unwrap(),
+        schema["maxLength"].as_u64().unwrap(),
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let py = std::process::Command::new("bash")
+        .arg(root.join("scripts/emulator.sh"))
+        .arg("python")
+        .output()
+        .unwrap();
+    let python = String::from_utf8(py.stdout).unwrap().trim().to_string();
+    let out = std::process::Command::new(python)
+        .args(["-c", &script, &serde_json::to_string(&samples).unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let differ: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let parts: Vec<&str> = l.split(' ').collect();
+            parts[1] != parts[2]
+        })
+        .collect();
+    assert_eq!(text.lines().count(), samples.len());
+    assert!(
+        differ.is_empty(),
+        "IAM vs CRD (alias, IAM, CRD): {differ:?}"
+    );
+    // An empty alias (remove the account's alias) is the CRD's own addition.
+    assert!(schema["pattern"].as_str().unwrap().starts_with("^$|"));
+}
+
+/// The password policy's integer ranges are IAM's.
+#[test]
+fn password_policy_ranges_match_iams_model() {
+    let model = iam_model();
+    let schemas = crd_schemas();
+    let mut mismatches = Vec::new();
+    for (path, member) in [
+        (
+            "spec.passwordPolicy.minimumPasswordLength",
+            "MinimumPasswordLength",
+        ),
+        ("spec.passwordPolicy.maxPasswordAge", "MaxPasswordAge"),
+        (
+            "spec.passwordPolicy.passwordReusePrevention",
+            "PasswordReusePrevention",
+        ),
+    ] {
+        let shape = model_shape(&model, "UpdateAccountPasswordPolicy", member);
+        let schema = field(&schemas["iamaccountsettings.yaml"], path);
+        // The CRD writes integer bounds as floats (`128.0`).
+        let want = (shape["min"].as_f64(), shape["max"].as_f64());
+        let got = (schema["minimum"].as_f64(), schema["maximum"].as_f64());
+        if want != got {
+            mismatches.push(format!("{path}: CRD {got:?}, IAM's model {want:?}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }

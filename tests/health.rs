@@ -19,13 +19,17 @@ use std::time::{Duration, Instant};
 use support::cluster::{ControlPlane, Operator, tool};
 use support::emulator::{Emulator, repo_root};
 
-const KINDS: [&str; 5] = [
+const KINDS: [&str; 6] = [
     "IamPolicy",
     "IamGroup",
     "IamUser",
     "IamRole",
     "IamTenancyPolicy",
+    "IamAccountSettings",
 ];
+/// The IamAccountSettings that owns the emulator's account, and a second one it refuses.
+const ACCOUNT_SETTINGS: &str = "health-account";
+const SECOND_SETTINGS: &str = "health-account-second";
 /// Fixed so that regenerated fixtures differ only where the objects do.
 const NS: &str = "argocd-health";
 const PREFIX: &str = "/health/";
@@ -93,7 +97,8 @@ fn get_yaml(cp: &ControlPlane, kind: &str, name: &str) -> (Value, String) {
     let mut args = vec!["get", "-o", "yaml"];
     let res = resource(kind);
     args.extend([res.as_str(), name]);
-    if kind != "IamTenancyPolicy" {
+    // Cluster-scoped kinds.
+    if kind != "IamTenancyPolicy" && kind != "IamAccountSettings" {
         args.extend(["-n", NS]);
     }
     let text = cp.kubectl_ok(&args);
@@ -371,6 +376,51 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
         yaml: tenancy_yaml,
     });
 
+    // IamAccountSettings: the first object owns the account (Ready); a second is refused.
+    let account_settings = |name: &str, alias: &str| {
+        format!(
+            "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamAccountSettings\nmetadata: {{name: {name}}}\nspec:\n  accountAlias: {alias}\n"
+        )
+    };
+    apply_ok(cp, &account_settings(ACCOUNT_SETTINGS, "health-dev"));
+    let (obj, yaml) = wait_for(
+        cp,
+        &op,
+        "IamAccountSettings",
+        ACCOUNT_SETTINGS,
+        "Ready",
+        |o| is_true(o, "Ready"),
+    );
+    assert_eq!(ready_reason(&obj), "UpToDate", "{obj:#}");
+    cases.push(Case {
+        kind: "IamAccountSettings",
+        state: "ready",
+        argocd: ("Healthy", message_of(&obj, "Ready")),
+        kstatus: "Current",
+        kstatus_message: None,
+        obj,
+        yaml,
+    });
+    apply_ok(cp, &account_settings(SECOND_SETTINGS, "health-other"));
+    let (obj, yaml) = wait_for(
+        cp,
+        &op,
+        "IamAccountSettings",
+        SECOND_SETTINGS,
+        "Stalled",
+        |o| is_true(o, "Stalled"),
+    );
+    assert_eq!(ready_reason(&obj), "NameConflict", "{obj:#}");
+    cases.push(Case {
+        kind: "IamAccountSettings",
+        state: "stalled",
+        argocd: ("Degraded", message_of(&obj, "Stalled")),
+        kstatus: "Failed",
+        kstatus_message: Some(message_of(&obj, "Stalled")),
+        obj,
+        yaml,
+    });
+
     // With the operator stopped nothing is observed: a changed spec stays unobserved, a new
     // object gets no status, and a deleted one is held by the operator's finalizer.
     op.stop();
@@ -423,6 +473,41 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
             yaml,
         });
     }
+    cp.kubectl_ok(&[
+        "patch",
+        &resource("IamAccountSettings"),
+        ACCOUNT_SETTINGS,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"accountAlias":"health-changed"}}"#,
+    ]);
+    let (obj, yaml) = get_yaml(cp, "IamAccountSettings", ACCOUNT_SETTINGS);
+    assert!(is_true(&obj, "Ready"), "{obj:#}");
+    cases.push(Case {
+        kind: "IamAccountSettings",
+        state: "spec-changed",
+        argocd: ("Progressing", generation_message(&obj)),
+        kstatus: "InProgress",
+        kstatus_message: None,
+        obj,
+        yaml,
+    });
+    apply_ok(
+        cp,
+        &account_settings("health-account-fresh", "health-fresh"),
+    );
+    let (obj, yaml) = get_yaml(cp, "IamAccountSettings", "health-account-fresh");
+    assert!(obj.get("status").is_none(), "{obj:#}");
+    cases.push(Case {
+        kind: "IamAccountSettings",
+        state: "no-status",
+        argocd: ("Progressing", generation_message(&obj)),
+        kstatus: "Current",
+        kstatus_message: None,
+        obj,
+        yaml,
+    });
     for m in [
         policy("fresh", "/health/"),
         group("fresh", "/health/", "reader"),
@@ -498,6 +583,49 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
         "json",
         "-p",
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+
+    // The operator puts no finalizer on IamAccountSettings: this test holds one.
+    cp.kubectl_ok(&[
+        "patch",
+        &resource("IamAccountSettings"),
+        ACCOUNT_SETTINGS,
+        "--type",
+        "merge",
+        "-p",
+        &format!(r#"{{"metadata":{{"finalizers":["{HOLD}"]}}}}"#),
+    ]);
+    cp.kubectl_ok(&[
+        "delete",
+        &resource("IamAccountSettings"),
+        ACCOUNT_SETTINGS,
+        "--wait=false",
+    ]);
+    let (obj, yaml) = get_yaml(cp, "IamAccountSettings", ACCOUNT_SETTINGS);
+    cases.push(Case {
+        kind: "IamAccountSettings",
+        state: "deleting",
+        argocd: ("Progressing", deletion_message(HOLD)),
+        kstatus: "Terminating",
+        kstatus_message: None,
+        obj,
+        yaml,
+    });
+    cp.kubectl_ok(&[
+        "patch",
+        &resource("IamAccountSettings"),
+        ACCOUNT_SETTINGS,
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    cp.kubectl_ok(&[
+        "delete",
+        &resource("IamAccountSettings"),
+        SECOND_SETTINGS,
+        "health-account-fresh",
+        "--ignore-not-found",
     ]);
 
     // Every live object through the Argo CD check and kstatus.

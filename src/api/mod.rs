@@ -1,6 +1,7 @@
 //! The public API: the custom resources of `iam.kubeop.dev/v1alpha1` and the types
 //! they share. Field docs become the CRD descriptions that `kubectl explain` shows.
 
+mod account;
 mod common;
 mod group;
 mod policy;
@@ -8,6 +9,7 @@ mod role;
 mod tenancy;
 mod user;
 
+pub use account::*;
 pub use common::*;
 pub use group::*;
 pub use policy::*;

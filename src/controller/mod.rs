@@ -6,6 +6,7 @@
 //! client, so they run against the IAM emulator and in-memory ports in tests. The runtime
 //! wires them into kube-runtime controllers.
 
+pub mod account;
 pub mod change;
 pub mod credentials;
 pub mod drift;

@@ -490,6 +490,97 @@ impl Iam for AwsIam {
         }))
     }
 
+    async fn account_password_policy(&self) -> IamResult<Option<AccountPasswordPolicySpec>> {
+        let out = optional(
+            self.iam
+                .get_account_password_policy()
+                .send()
+                .await
+                .map_err(map_err),
+        )?;
+        Ok(out.and_then(|o| {
+            o.password_policy().map(|p| AccountPasswordPolicySpec {
+                minimum_password_length: p.minimum_password_length(),
+                require_symbols: p.require_symbols(),
+                require_numbers: p.require_numbers(),
+                require_uppercase_characters: p.require_uppercase_characters(),
+                require_lowercase_characters: p.require_lowercase_characters(),
+                allow_users_to_change_password: p.allow_users_to_change_password(),
+                // IAM reports 0 for "never expires" / "no reuse prevention".
+                max_password_age: p.max_password_age().filter(|d| *d > 0),
+                password_reuse_prevention: p.password_reuse_prevention().filter(|n| *n > 0),
+                hard_expiry: p.hard_expiry().unwrap_or(false),
+            })
+        }))
+    }
+
+    async fn update_account_password_policy(
+        &self,
+        policy: &AccountPasswordPolicySpec,
+    ) -> IamResult<()> {
+        self.iam
+            .update_account_password_policy()
+            .set_minimum_password_length(policy.minimum_password_length)
+            .require_symbols(policy.require_symbols)
+            .require_numbers(policy.require_numbers)
+            .require_uppercase_characters(policy.require_uppercase_characters)
+            .require_lowercase_characters(policy.require_lowercase_characters)
+            .allow_users_to_change_password(policy.allow_users_to_change_password)
+            .set_max_password_age(policy.max_password_age)
+            .set_password_reuse_prevention(policy.password_reuse_prevention)
+            .hard_expiry(policy.hard_expiry)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn delete_account_password_policy(&self) -> IamResult<()> {
+        self.iam
+            .delete_account_password_policy()
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn create_account_alias(&self, alias: &str) -> IamResult<()> {
+        self.iam
+            .create_account_alias()
+            .account_alias(alias)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn delete_account_alias(&self, alias: &str) -> IamResult<()> {
+        self.iam
+            .delete_account_alias()
+            .account_alias(alias)
+            .send()
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn account_summary(&self) -> IamResult<BTreeMap<String, i32>> {
+        let out = self
+            .iam
+            .get_account_summary()
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(out
+            .summary_map()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.as_str().to_string(), *v))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     async fn get_policy(&self, arn: &str) -> IamResult<PolicyInfo> {
         let out = self
             .iam

@@ -6,9 +6,9 @@
 //! the SDK is waiting to retry) is dropped instead of sent.
 
 use super::{
-    AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamError, IamResult, InstanceProfileInfo,
-    KeyStatus, NewAccessKey, NewRole, PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion,
-    Principal, RoleInfo, SessionCredentials, UserInfo,
+    AccessKeyInfo, AccountPasswordPolicySpec, AccountSnapshot, GroupInfo, Iam, IamError, IamResult,
+    InstanceProfileInfo, KeyStatus, NewAccessKey, NewRole, PasswordPolicy, PolicyEntities,
+    PolicyInfo, PolicyVersion, Principal, RoleInfo, SessionCredentials, UserInfo,
 };
 use crate::leader::LeaseGuard;
 use async_trait::async_trait;
@@ -73,6 +73,38 @@ impl Iam for FencedIam {
     }
     async fn account_snapshot(&self) -> IamResult<AccountSnapshot> {
         self.inner.account_snapshot().await
+    }
+
+    async fn account_password_policy(&self) -> IamResult<Option<AccountPasswordPolicySpec>> {
+        self.inner.account_password_policy().await
+    }
+    async fn update_account_password_policy(
+        &self,
+        policy: &AccountPasswordPolicySpec,
+    ) -> IamResult<()> {
+        self.write(
+            "UpdateAccountPasswordPolicy",
+            self.inner.update_account_password_policy(policy),
+        )
+        .await
+    }
+    async fn delete_account_password_policy(&self) -> IamResult<()> {
+        self.write(
+            "DeleteAccountPasswordPolicy",
+            self.inner.delete_account_password_policy(),
+        )
+        .await
+    }
+    async fn create_account_alias(&self, alias: &str) -> IamResult<()> {
+        self.write("CreateAccountAlias", self.inner.create_account_alias(alias))
+            .await
+    }
+    async fn delete_account_alias(&self, alias: &str) -> IamResult<()> {
+        self.write("DeleteAccountAlias", self.inner.delete_account_alias(alias))
+            .await
+    }
+    async fn account_summary(&self) -> IamResult<BTreeMap<String, i32>> {
+        self.inner.account_summary().await
     }
 
     async fn get_policy(&self, arn: &str) -> IamResult<PolicyInfo> {
@@ -455,6 +487,33 @@ mod tests {
             self.note("account_snapshot");
             Ok(AccountSnapshot::default())
         }
+        async fn account_password_policy(&self) -> IamResult<Option<AccountPasswordPolicySpec>> {
+            self.note("account_password_policy");
+            Ok(None)
+        }
+        async fn update_account_password_policy(
+            &self,
+            _: &AccountPasswordPolicySpec,
+        ) -> IamResult<()> {
+            self.note("update_account_password_policy");
+            Ok(())
+        }
+        async fn delete_account_password_policy(&self) -> IamResult<()> {
+            self.note("delete_account_password_policy");
+            Ok(())
+        }
+        async fn create_account_alias(&self, _: &str) -> IamResult<()> {
+            self.note("create_account_alias");
+            Ok(())
+        }
+        async fn delete_account_alias(&self, _: &str) -> IamResult<()> {
+            self.note("delete_account_alias");
+            Ok(())
+        }
+        async fn account_summary(&self) -> IamResult<BTreeMap<String, i32>> {
+            self.note("account_summary");
+            Ok(BTreeMap::new())
+        }
         async fn get_policy(&self, _: &str) -> IamResult<PolicyInfo> {
             self.note("get_policy");
             missing("policy")
@@ -710,11 +769,13 @@ mod tests {
         }
     }
 
-    const READS: [&str; 20] = [
+    const READS: [&str; 22] = [
         "account",
         "account_alias",
         "password_policy",
         "account_snapshot",
+        "account_password_policy",
+        "account_summary",
         "get_policy",
         "list_policy_versions",
         "get_policy_version",
@@ -743,6 +804,8 @@ mod tests {
         let _ = iam.account_alias().await;
         let _ = iam.password_policy().await;
         let _ = iam.account_snapshot().await;
+        let _ = iam.account_password_policy().await;
+        let _ = iam.account_summary().await;
         let _ = iam.get_policy("arn").await;
         let _ = iam.list_policy_versions("arn").await;
         let _ = iam.get_policy_version("arn", "v1").await;
@@ -880,6 +943,17 @@ mod tests {
                 iam.remove_role_from_instance_profile("r", "r").await,
             ),
             (
+                "update_account_password_policy",
+                iam.update_account_password_policy(&AccountPasswordPolicySpec::default())
+                    .await,
+            ),
+            (
+                "delete_account_password_policy",
+                iam.delete_account_password_policy().await,
+            ),
+            ("create_account_alias", iam.create_account_alias("a").await),
+            ("delete_account_alias", iam.delete_account_alias("a").await),
+            (
                 "assume_role_session",
                 unit(
                     iam.assume_role_session("arn", "s", Duration::from_secs(900))
@@ -930,7 +1004,7 @@ mod tests {
             let (inner, iam) = fenced(&guard);
             let writes = call_everything(&iam).await;
             assert_eq!(inner.calls(), READS, "only reads reach IAM");
-            assert_eq!(writes.len(), 41);
+            assert_eq!(writes.len(), 45);
             for (name, result) in writes {
                 match result {
                     Err(IamError::Transient(m)) => {

@@ -8,6 +8,7 @@ mod fenced;
 pub use aws::{AssumedRoles, AwsIam};
 pub use fenced::FencedIam;
 
+pub use crate::api::AccountPasswordPolicySpec;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 use secrecy::SecretString;
@@ -256,6 +257,19 @@ pub trait Iam: Send + Sync {
     /// Users, groups and customer-managed policies of the whole account in a few paged
     /// calls (`GetAccountAuthorizationDetails`), for the drift scan.
     async fn account_snapshot(&self) -> IamResult<AccountSnapshot>;
+
+    // Account settings (IamAccountSettings).
+    /// The whole account password policy; `None` when the account has none.
+    async fn account_password_policy(&self) -> IamResult<Option<AccountPasswordPolicySpec>>;
+    async fn update_account_password_policy(
+        &self,
+        policy: &AccountPasswordPolicySpec,
+    ) -> IamResult<()>;
+    async fn delete_account_password_policy(&self) -> IamResult<()>;
+    async fn create_account_alias(&self, alias: &str) -> IamResult<()>;
+    async fn delete_account_alias(&self, alias: &str) -> IamResult<()>;
+    /// `GetAccountSummary`'s map (`AccountMFAEnabled`, `Users`, `MFADevicesInUse`, ...).
+    async fn account_summary(&self) -> IamResult<BTreeMap<String, i32>>;
 
     // Managed policies.
     async fn get_policy(&self, arn: &str) -> IamResult<PolicyInfo>;

@@ -137,6 +137,29 @@ impl Iam for KnowingIam {
     async fn account_snapshot(&self) -> IamResult<AccountSnapshot> {
         self.inner.account_snapshot().await
     }
+    async fn account_password_policy(
+        &self,
+    ) -> IamResult<Option<crate::iam::AccountPasswordPolicySpec>> {
+        self.inner.account_password_policy().await
+    }
+    async fn update_account_password_policy(
+        &self,
+        policy: &crate::iam::AccountPasswordPolicySpec,
+    ) -> IamResult<()> {
+        self.inner.update_account_password_policy(policy).await
+    }
+    async fn delete_account_password_policy(&self) -> IamResult<()> {
+        self.inner.delete_account_password_policy().await
+    }
+    async fn create_account_alias(&self, alias: &str) -> IamResult<()> {
+        self.inner.create_account_alias(alias).await
+    }
+    async fn delete_account_alias(&self, alias: &str) -> IamResult<()> {
+        self.inner.delete_account_alias(alias).await
+    }
+    async fn account_summary(&self) -> IamResult<std::collections::BTreeMap<String, i32>> {
+        self.inner.account_summary().await
+    }
 
     async fn get_policy(&self, arn: &str) -> IamResult<PolicyInfo> {
         let r = self.inner.get_policy(arn).await;

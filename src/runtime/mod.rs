@@ -8,6 +8,7 @@
 //! Layering: `runtime` → `controller` (reconcile logic) → `iam` (IAM port) and `k8s`
 //! (Kubernetes adapters) → `api` (types).
 
+pub mod account;
 pub mod client;
 pub mod context;
 mod known;
@@ -477,6 +478,8 @@ pub async fn run(
             std::future::pending::<()>().await;
         }
     };
+    // IamAccountSettings: cluster-scoped, one controller whatever the watched namespaces.
+    let account_settings = account::run(ctx.clone(), config.clone());
     let drift = async {
         if drift_scan_interval.is_zero() {
             std::future::pending::<()>().await;
@@ -490,5 +493,6 @@ pub async fn run(
         _ = drift => {}
         _ = namespace_watch => {}
         _ = readiness => {}
+        _ = account_settings => {}
     }
 }
