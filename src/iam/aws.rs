@@ -228,8 +228,8 @@ impl AwsIam {
     }
 }
 
-// Reads for `iam-operator import`: inherent, not on the `Iam` port, so that the import
-// code reaches IAM only through `crate::import::AccountReader` (reads only).
+// Whole-account reads: inherent, not on the `Iam` port, so that a caller given only these
+// reads cannot write.
 impl AwsIam {
     /// Users, groups and customer-managed policies of the whole account from
     /// `GetAccountAuthorizationDetails`, each policy's tags from `GetPolicy` (that call does

@@ -402,7 +402,7 @@ pub trait Iam: Send + Sync {
     ) -> IamResult<SessionCredentials>;
 }
 
-// Account details for `iam-operator import` (read-only; see `crate::import`).
+// Account details: everything one `GetAccountAuthorizationDetails` pass reports (read-only).
 
 /// A user with everything `GetAccountAuthorizationDetails` reports about it.
 #[derive(Debug, Clone, Default, PartialEq)]
