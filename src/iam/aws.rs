@@ -471,23 +471,11 @@ impl Iam for AwsIam {
     }
 
     async fn password_policy(&self) -> IamResult<Option<PasswordPolicy>> {
-        let out = optional(
-            self.iam
-                .get_account_password_policy()
-                .send()
-                .await
-                .map_err(map_err),
-        )?;
-        Ok(out.and_then(|o| {
-            o.password_policy().map(|p| PasswordPolicy {
-                minimum_length: p.minimum_password_length().unwrap_or(8).max(0) as u32,
-                require_symbols: p.require_symbols(),
-                require_numbers: p.require_numbers(),
-                require_uppercase: p.require_uppercase_characters(),
-                require_lowercase: p.require_lowercase_characters(),
-                allow_users_to_change_password: p.allow_users_to_change_password(),
-            })
-        }))
+        Ok(self
+            .account_password_policy()
+            .await?
+            .as_ref()
+            .map(PasswordPolicy::from))
     }
 
     async fn account_password_policy(&self) -> IamResult<Option<AccountPasswordPolicySpec>> {

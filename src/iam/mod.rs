@@ -219,6 +219,21 @@ pub struct PasswordPolicy {
     pub allow_users_to_change_password: bool,
 }
 
+/// What password generation and console users need of the account's whole policy.
+impl From<&AccountPasswordPolicySpec> for PasswordPolicy {
+    fn from(p: &AccountPasswordPolicySpec) -> Self {
+        Self {
+            // IAM's default minimum when the policy leaves it unset.
+            minimum_length: p.minimum_password_length.unwrap_or(8).max(0) as u32,
+            require_symbols: p.require_symbols,
+            require_numbers: p.require_numbers,
+            require_uppercase: p.require_uppercase_characters,
+            require_lowercase: p.require_lowercase_characters,
+            allow_users_to_change_password: p.allow_users_to_change_password,
+        }
+    }
+}
+
 /// What the drift scan compares between passes: a fingerprint of each user, group and
 /// customer-managed policy over everything the account authorization details report
 /// (path, memberships, attachments, inline documents, boundary, tags, default version).
