@@ -602,6 +602,7 @@ mod tests {
             enabled: true,
             secret_name: console.map(Into::into),
             password_reset_required: None,
+            ..Default::default()
         });
         IamUser::new(name, spec)
     }

@@ -15,6 +15,7 @@ pub mod permissions;
 pub mod plan;
 pub mod policy;
 pub mod role;
+pub mod self_management;
 pub mod tenancy;
 pub mod user;
 

@@ -126,18 +126,7 @@ pub async fn reconcile(
     let same =
         document::parse(&current).is_some_and(|doc| document::equivalent(&doc, &obj.spec.document));
     if !same {
-        let versions = engine.iam.list_policy_versions(&info.arn).await?;
-        if let Some(old) = version_to_prune(&versions) {
-            gone(
-                engine
-                    .iam
-                    .delete_policy_version(&info.arn, &old.version_id)
-                    .await,
-            )?;
-        }
-        default_version = engine
-            .iam
-            .create_policy_version(&info.arn, &rendered)
+        default_version = replace_default_version(engine, &info.arn, &rendered)
             .await
             .map_err(|e| match e {
                 IamError::MalformedPolicy(m) => {
@@ -173,6 +162,20 @@ pub async fn reconcile(
         },
     );
     Ok(synced)
+}
+
+/// Makes `document` the policy's default version, first pruning a version when IAM's cap
+/// of five is reached. Returns the new default version's id.
+pub async fn replace_default_version(
+    engine: &Engine,
+    arn: &str,
+    document: &str,
+) -> std::result::Result<String, IamError> {
+    let versions = engine.iam.list_policy_versions(arn).await?;
+    if let Some(old) = version_to_prune(&versions) {
+        gone(engine.iam.delete_policy_version(arn, &old.version_id).await)?;
+    }
+    engine.iam.create_policy_version(arn, document).await
 }
 
 fn record(status: &mut IamPolicyStatus, info: &PolicyInfo) {

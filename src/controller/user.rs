@@ -4,6 +4,7 @@
 use super::credentials::{self, CredentialStep};
 use super::permissions::Use;
 use super::plan::{plan_set, plan_tags};
+use super::self_management::{self, SelfManagement};
 use super::tenancy::Tenancy;
 use super::{Engine, Reason, Synced, check_adopted_path, check_owner, desired_tags, permissions};
 use crate::api::{DeletionPolicy, IamUser, IamUserStatus};
@@ -125,12 +126,17 @@ async fn desired_groups(
     Ok((groups, refused))
 }
 
-/// The groups the user may be in, its grants, and the refusals of groups.
-async fn desired_grants(
-    engine: &Engine,
-    tenancy: &Tenancy,
-    obj: &IamUser,
-) -> Result<(Vec<String>, Vec<String>, permissions::Grants)> {
+/// What the user is to be granted: its groups, its policies (with the operator's own for
+/// a console the tenancy allows), and the refusals.
+struct Wanted {
+    groups: Vec<String>,
+    refused: Vec<String>,
+    grants: permissions::Grants,
+    /// The operator's self-management policy, made to exist before it is attached.
+    self_management: Option<SelfManagement>,
+}
+
+async fn desired_grants(engine: &Engine, tenancy: &Tenancy, obj: &IamUser) -> Result<Wanted> {
     let namespace = obj.namespace().unwrap_or_default();
     let (groups, refused) = desired_groups(engine, tenancy, obj).await?;
     let mut grants = permissions::decide(
@@ -142,12 +148,24 @@ async fn desired_grants(
     )
     .await?;
     // Granted by the operator itself, for a console the tenancy allows.
-    if tenancy.console
-        && let Some(arn) = change_password_policy(engine, obj).await?
-    {
-        grants.arns.push(arn);
+    let mut self_management = None;
+    if tenancy.console {
+        if let Some(arn) = change_password_policy(engine, obj).await? {
+            grants.arns.push(arn);
+        }
+        let (account, partition) = engine.account().await?;
+        self_management =
+            self_management::desired(obj, tenancy.access_keys, (&account, &partition));
+        if let Some(wanted) = &self_management {
+            grants.arns.push(wanted.arn.clone());
+        }
     }
-    Ok((groups, refused, grants))
+    Ok(Wanted {
+        groups,
+        refused,
+        grants,
+        self_management,
+    })
 }
 
 /// A user who must reset the console password at first sign-in needs permission to do it:
@@ -275,7 +293,7 @@ fn holds_key(status: &IamUserStatus) -> bool {
 struct Prepared {
     boundary: Option<String>,
     boundary_refusal: Option<String>,
-    grants: Option<(Vec<String>, Vec<String>, permissions::Grants)>,
+    grants: Option<Wanted>,
 }
 
 /// Checks the spec and resolves its boundary and, with `grants`, its groups and grants.
@@ -421,7 +439,12 @@ async fn sync_identity(
     }
 
     // Only now, with the boundary in place, anything is granted.
-    let (groups, mut refused, mut grants) = match resolved.take() {
+    let Wanted {
+        groups,
+        mut refused,
+        mut grants,
+        self_management,
+    } = match resolved.take() {
         Some(r) => r,
         None => desired_grants(engine, tenancy, obj).await?,
     };
@@ -450,6 +473,25 @@ async fn sync_identity(
         synced.note(Reason::Updated, format!("Added to group {group}"));
     }
 
+    // Recorded first, so that a change of the policy in IAM (e.g. someone else's policy of
+    // that name deleted) wakes this user through the drift scan even while it is refused.
+    // Only with console access (`Some` implies it): a console status stands for a login
+    // profile to keep.
+    let arn = self_management.as_ref().map(|w| w.arn.clone());
+    match (arn, status.console.as_mut()) {
+        (Some(arn), _) => {
+            status
+                .console
+                .get_or_insert_default()
+                .self_management_policy = Some(arn)
+        }
+        (None, Some(console)) => console.self_management_policy = None,
+        (None, None) => {}
+    }
+    // The operator's own policy exists, as written, before it is attached.
+    if let Some(wanted) = &self_management {
+        self_management::ensure(engine, wanted, synced).await?;
+    }
     let current = match found.created {
         true => permissions::Current::Empty,
         false => permissions::Current::Read,

@@ -1376,6 +1376,26 @@ impl Iam for AwsIam {
             .map_err(map_err)
     }
 
+    async fn list_mfa_devices(&self, user: &str) -> IamResult<Vec<MfaDevice>> {
+        let devices = self
+            .iam
+            .list_mfa_devices()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(map_err)?;
+        Ok(devices
+            .iter()
+            .map(|d| MfaDevice {
+                serial_number: d.serial_number().to_string(),
+                enabled_at: ts(d.enable_date()),
+            })
+            .collect())
+    }
+
     async fn delete_other_credentials(&self, user: &str) -> IamResult<()> {
         let mfa = self
             .iam

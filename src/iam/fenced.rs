@@ -7,8 +7,8 @@
 
 use super::{
     AccessKeyInfo, AccountPasswordPolicySpec, AccountSnapshot, GroupInfo, Iam, IamError, IamResult,
-    InstanceProfileInfo, KeyStatus, NewAccessKey, NewRole, PasswordPolicy, PolicyEntities,
-    PolicyInfo, PolicyVersion, Principal, RoleInfo, SessionCredentials, UserInfo,
+    InstanceProfileInfo, KeyStatus, MfaDevice, NewAccessKey, NewRole, PasswordPolicy,
+    PolicyEntities, PolicyInfo, PolicyVersion, Principal, RoleInfo, SessionCredentials, UserInfo,
 };
 use crate::leader::LeaseGuard;
 use async_trait::async_trait;
@@ -290,6 +290,9 @@ impl Iam for FencedIam {
     }
     async fn has_login_profile(&self, user: &str) -> IamResult<bool> {
         self.inner.has_login_profile(user).await
+    }
+    async fn list_mfa_devices(&self, user: &str) -> IamResult<Vec<MfaDevice>> {
+        self.inner.list_mfa_devices(user).await
     }
     async fn create_login_profile(
         &self,
@@ -671,6 +674,10 @@ mod tests {
             self.note("has_login_profile");
             Ok(false)
         }
+        async fn list_mfa_devices(&self, _: &str) -> IamResult<Vec<MfaDevice>> {
+            self.note("list_mfa_devices");
+            Ok(Vec::new())
+        }
         async fn create_login_profile(&self, _: &str, _: &SecretString, _: bool) -> IamResult<()> {
             self.note("create_login_profile");
             Ok(())
@@ -769,7 +776,7 @@ mod tests {
         }
     }
 
-    const READS: [&str; 22] = [
+    const READS: [&str; 23] = [
         "account",
         "account_alias",
         "password_policy",
@@ -788,6 +795,7 @@ mod tests {
         "list_groups_for_user",
         "list_access_keys",
         "has_login_profile",
+        "list_mfa_devices",
         "caller_arn",
         "get_role",
         "get_instance_profile",
@@ -818,6 +826,7 @@ mod tests {
         let _ = iam.list_groups_for_user("u").await;
         let _ = iam.list_access_keys("u").await;
         let _ = iam.has_login_profile("u").await;
+        let _ = iam.list_mfa_devices("u").await;
         let _ = iam.caller_arn().await;
         let _ = iam.get_role("r").await;
         let _ = iam.get_instance_profile("r").await;

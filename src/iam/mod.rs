@@ -200,6 +200,14 @@ pub struct AccessKeyInfo {
     pub created: Timestamp,
 }
 
+/// An MFA device enabled on a user: its serial number (a virtual device's ARN or a
+/// hardware device's serial), never its seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MfaDevice {
+    pub serial_number: String,
+    pub enabled_at: Timestamp,
+}
+
 /// A freshly created access key: the only moment IAM reveals the secret.
 #[derive(Debug, Clone)]
 pub struct NewAccessKey {
@@ -364,6 +372,8 @@ pub trait Iam: Send + Sync {
         reset_required: bool,
     ) -> IamResult<()>;
     async fn delete_login_profile(&self, user: &str) -> IamResult<()>;
+    /// The MFA devices enabled on the user.
+    async fn list_mfa_devices(&self, user: &str) -> IamResult<Vec<MfaDevice>>;
 
     /// Removes every credential IAM requires gone before `DeleteUser` that the operator does
     /// not manage itself: MFA devices, signing certificates, SSH public keys and

@@ -5,8 +5,8 @@
 use crate::controller::drift::{Known, KnownGroup, KnownRole, KnownUser};
 use crate::iam::{
     AccessKeyInfo, AccountSnapshot, GroupInfo, Iam, IamResult, InstanceProfileInfo, KeyStatus,
-    NewAccessKey, NewRole, PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion, Principal,
-    RoleInfo, SessionCredentials, UserInfo,
+    MfaDevice, NewAccessKey, NewRole, PasswordPolicy, PolicyEntities, PolicyInfo, PolicyVersion,
+    Principal, RoleInfo, SessionCredentials, UserInfo,
 };
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -500,6 +500,9 @@ impl Iam for KnowingIam {
     }
     async fn has_login_profile(&self, user: &str) -> IamResult<bool> {
         self.inner.has_login_profile(user).await
+    }
+    async fn list_mfa_devices(&self, user: &str) -> IamResult<Vec<MfaDevice>> {
+        self.inner.list_mfa_devices(user).await
     }
     async fn create_login_profile(
         &self,

@@ -219,7 +219,16 @@ async fn drift_scan(ctx: Arc<Context>, interval: Duration, wakes: Arc<Wakes>) {
                 });
                 // IAM names are case-insensitive; the scan reports them lower-cased.
                 groups.matching(|g| changed.groups.contains(&g.iam_name().to_lowercase()));
-                users.matching(|u| changed.users.contains(&u.iam_name().to_lowercase()));
+                // A user is woken by its operator-owned self-management policy too: its
+                // reconcile restores the policy's document.
+                users.matching(|u| {
+                    changed.users.contains(&u.iam_name().to_lowercase())
+                        || u.status
+                            .as_ref()
+                            .and_then(|s| s.console.as_ref())
+                            .and_then(|c| c.self_management_policy.as_ref())
+                            .is_some_and(|arn| changed.policies.contains(arn))
+                });
                 roles.matching(|r| changed.roles.contains(&r.iam_name().to_lowercase()));
             }
         }

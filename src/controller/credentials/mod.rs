@@ -15,9 +15,10 @@ pub mod keys;
 pub mod session;
 
 use super::{Engine, Reason, Synced};
-use crate::api::{DeletionPolicy, IamUser, IamUserStatus, UnmanagedCredentials};
+use crate::api::{DeletionPolicy, IamUser, IamUserStatus, MfaDeviceStatus, UnmanagedCredentials};
 use crate::error::Result;
 use crate::k8s::{Journal, SecretStore};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 /// Keys of the access-key Secret: id, secret, and an INI `credentials` file.
@@ -108,7 +109,10 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
     // Two credentials in one Secret would overwrite each other on every reconcile.
     crate::limits::check_secret_names(step.obj).map_err(crate::error::Error::InvalidSpec)?;
     let keys = keys::sync(step, synced).await;
-    let console = console::sync(step, synced).await;
+    let console = match console::sync(step, synced).await {
+        Ok(unmanaged) => observe_mfa(step).await.map(|()| unmanaged),
+        Err(e) => Err(e),
+    };
     let unmanaged = UnmanagedCredentials {
         access_key_ids: keys.as_ref().cloned().unwrap_or_default(),
         login_profile: console.as_ref().is_ok_and(|u| *u),
@@ -180,6 +184,29 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
             refused.join(" and "),
             step.rules
         )));
+    }
+    Ok(())
+}
+
+/// Reports a console user's MFA devices in status (serial numbers; IAM never reveals a
+/// seed after the device was created). Not read for a user this reconcile created.
+async fn observe_mfa(step: &mut CredentialStep<'_>) -> Result<()> {
+    if step.status.console.is_none() {
+        return Ok(());
+    }
+    let devices = match step.created {
+        true => Vec::new(),
+        false => step.engine.iam.list_mfa_devices(step.user).await?,
+    };
+    if let Some(console) = step.status.console.as_mut() {
+        console.mfa_active = !devices.is_empty();
+        console.mfa_devices = devices
+            .into_iter()
+            .map(|d| MfaDeviceStatus {
+                serial_number: d.serial_number,
+                enabled_at: Time(d.enabled_at),
+            })
+            .collect();
     }
     Ok(())
 }
