@@ -25,6 +25,7 @@ so other tests can compute a code with `python -c 'import strict_mfa; ...'`.
 from __future__ import annotations
 
 import base64
+import contextvars
 import datetime
 import hashlib
 import hmac
@@ -601,8 +602,51 @@ def request_resource(request: Any, user: Any, moto_resource: str) -> str:
     return moto_resource
 
 
+def identity_verdict(statements: list[dict[str, Any]], action: str, target: str, moto_resource: str, context: dict[str, str]) -> str:
+    """IAM's combination of a principal's identity-policy statements: "Deny" if one
+    applies, else "Allow" if one applies, else "" (implicitly denied). A statement with a
+    condition the emulator cannot evaluate gets moto's verdict (against moto's resource)."""
+    from moto.iam import access_control
+
+    allowed = False
+    for statement in statements:
+        if _known_conditions(statement):
+            result = evaluate_statement(statement, action, target, context)
+        else:
+            verdict = access_control.IAMPolicyStatement(statement).is_action_permitted(action, moto_resource)
+            result = {
+                access_control.PermissionResult.PERMITTED: "Allow",
+                access_control.PermissionResult.DENIED: "Deny",
+            }.get(verdict, "")
+        if result == "Deny":
+            return "Deny"
+        allowed = allowed or result == "Allow"
+    return "Allow" if allowed else ""
+
+
+# aws:MultiFactorAuthPresent of the user session calling sts:AssumeRole, for the trust
+# evaluation of strict_sts (which otherwise says "false" for every caller).
+_TRUST_MFA: contextvars.ContextVar[str | None] = contextvars.ContextVar("trust_mfa", default=None)
+
+
+def _patch_trust_context() -> None:
+    import strict_sts
+
+    orig = strict_sts.trust_allows
+
+    def trust_allows(document: str, callers: set[str], account: str, context: dict[str, str]) -> bool:
+        mfa = _TRUST_MFA.get()
+        if mfa is not None:
+            context = {**context, "aws:MultiFactorAuthPresent": mfa}
+        return orig(document, callers, account, context)
+
+    strict_sts.trust_allows = trust_allows
+
+
 def _patch_evaluation() -> None:
     from moto.iam import access_control
+
+    import strict_sts
 
     IAMRequestBase = access_control.IAMRequestBase
     orig_check = IAMRequestBase.check_action_permitted
@@ -632,44 +676,65 @@ def _patch_evaluation() -> None:
                     f"User: {user_arn} is not authorized to perform: {self._action}: "
                     "session credentials obtained without MFA cannot call IAM or this STS API"
                 )
-        if self._action in ("sts:AssumeRole", "sts:GetCallerIdentity") or user is None:
+        if self._action == "sts:GetCallerIdentity" or user is None:
             return orig_check(self, resource)
         documents = [_document(p) for p in key.collect_policies()]
         statements = [s for d in documents for s in _statements(d)]
-        if not any(_uses_request_context(s) for s in statements):
+        iam_evaluated = any(_uses_request_context(s) for s in statements)
+        mfa = None if session is None else ("true" if session.mfa else "false")
+        if self._action == "sts:AssumeRole":
+            token = _TRUST_MFA.set(mfa)
+            try:
+                if not iam_evaluated:
+                    return orig_check(self, resource)  # strict_sts, with the session's MFA
+                return assume_role(self, key, user, statements, resource, mfa)
+            finally:
+                _TRUST_MFA.reset(token)
+        if not iam_evaluated:
             # A principal whose policies need no request context keeps moto's evaluation
             # (tests/iam_policy.rs describes and relies on it for the operator's policies).
             return orig_check(self, resource)
-        context = {
-            "aws:username": user.name,
-            "aws:userid": user.id,
-            "aws:PrincipalAccount": user.account_id,
-            "aws:PrincipalArn": user.arn,
-            "aws:PrincipalType": "User",
-        }
-        if session is not None:
-            # Long-term keys leave the key out (what `BoolIfExists ... false` relies on).
-            context["aws:MultiFactorAuthPresent"] = "true" if session.mfa else "false"
         target = request_resource(self, user, resource)
-        allowed = False
-        for statement in statements:
-            if _known_conditions(statement):
-                result = evaluate_statement(statement, self._action, target, context)
-            else:
-                # A condition the emulator cannot evaluate: moto's verdict for the statement.
-                verdict = access_control.IAMPolicyStatement(statement).is_action_permitted(self._action, resource)
-                result = {
-                    access_control.PermissionResult.PERMITTED: "Allow",
-                    access_control.PermissionResult.DENIED: "Deny",
-                }.get(verdict, "")
-            if result == "Deny":
-                refuse(self, user_arn, target, "with an explicit deny in an identity-based policy")
-            allowed = allowed or result == "Allow"
-        if not allowed:
+        verdict = identity_verdict(statements, self._action, target, resource, _context(user, mfa))
+        if verdict == "Deny":
+            refuse(self, user_arn, target, "with an explicit deny in an identity-based policy")
+        if verdict != "Allow":
             refuse(self, user_arn, target, f"because no identity-based policy allows the {self._action} action")
         return None
 
+    def assume_role(self: Any, key: Any, user: Any, statements: list[dict[str, Any]], role_arn: str, mfa: str | None) -> None:
+        """strict_sts's AssumeRole checks (the role exists, the identity policies allow it,
+        the trust does), with the identity policies evaluated as IAM does."""
+        role = strict_sts.find_role(role_arn)
+        verdict = identity_verdict(statements, self._action, role_arn, role_arn, _context(user, mfa))
+        if role is None or verdict != "Allow":
+            raise strict_sts.AssumeRoleDenied(key.arn, role_arn)
+        context = {"aws:MultiFactorAuthPresent": mfa or "false", "aws:PrincipalAccount": self.account_id}
+        external = _param(self._data, "ExternalId")
+        if external is not None:
+            context["sts:ExternalId"] = external
+        if not strict_sts.trust_allows(
+            role.assume_role_policy_document, strict_sts.caller_principals(key), self.account_id, context
+        ):
+            raise strict_sts.AssumeRoleDenied(key.arn, role_arn)
+
     IAMRequestBase.check_action_permitted = check_action_permitted
+
+
+def _context(user: Any, mfa: str | None) -> dict[str, str]:
+    """The request context of a request signed by `user`."""
+    context = {
+        "aws:username": user.name,
+        "aws:userid": user.id,
+        "aws:PrincipalAccount": user.account_id,
+        "aws:PrincipalArn": user.arn,
+        "aws:PrincipalType": "User",
+    }
+    if mfa is not None:
+        # Only sessions: long-term keys leave the key out (what `BoolIfExists ... false`
+        # relies on).
+        context["aws:MultiFactorAuthPresent"] = mfa
+    return context
 
 
 def install() -> None:
@@ -682,5 +747,6 @@ def install() -> None:
     _patch_self_user_name()
     _patch_change_password()
     _patch_authentication()
+    _patch_trust_context()
     _patch_evaluation()
     _INSTALLED = True

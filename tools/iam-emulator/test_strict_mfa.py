@@ -305,3 +305,41 @@ def test_change_password_checks_the_password_policy(mfa: Mfa) -> None:
     nina.change_password(OldPassword=PASSWORD, NewPassword=NEW_PASSWORD)
     # A changed password ends the required reset.
     assert mfa.w.iam.get_login_profile(UserName="nina")["LoginProfile"]["PasswordResetRequired"] is False
+
+
+def test_assume_role_requiring_mfa_with_an_mfa_session(mfa: Mfa) -> None:
+    assume = json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}
+    )
+    role = mfa.w.role(
+        "needs-mfa",
+        json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": ACCOUNT},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}},
+                    }
+                ],
+            }
+        ),
+    )
+    # A user under the MFA policy (evaluated as IAM does): denied with its long-term key
+    # (the Deny), allowed with an MFA session (identity policies and the trust's condition).
+    creds = mfa.user("oscar", mfa.required, inline=assume)
+    serial, seed = mfa.device("oscar")
+    refused("AccessDenied", mfa.sts(creds).assume_role, RoleArn=role, RoleSessionName="s1")
+    session = session_creds(mfa.sts(creds).get_session_token(SerialNumber=serial, TokenCode=totp(seed)))
+    out = mfa.sts(session).assume_role(RoleArn=role, RoleSessionName="s1")
+    assert out["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/needs-mfa/s1"
+    # A user whose policies keep moto's evaluation: the trust sees the session's MFA too.
+    plain_creds = mfa.user("peggy", inline=assume)
+    serial, seed = mfa.device("peggy")
+    refused("AccessDenied", mfa.sts(plain_creds).assume_role, RoleArn=role, RoleSessionName="s1")
+    no_mfa = session_creds(mfa.sts(plain_creds).get_session_token())
+    refused("AccessDenied", mfa.sts(no_mfa).assume_role, RoleArn=role, RoleSessionName="s1")
+    with_mfa = session_creds(mfa.sts(plain_creds).get_session_token(SerialNumber=serial, TokenCode=totp(seed)))
+    mfa.sts(with_mfa).assume_role(RoleArn=role, RoleSessionName="s1")
