@@ -561,6 +561,7 @@ class EmulatorApp:
         if route == "age-session" and method == "POST":
             # Moves an STS session's expiry back, so expiry can be tested without
             # waiting out STS's 15-minute minimum duration.
+            import strict_mfa
             import strict_sts
 
             try:
@@ -569,7 +570,8 @@ class EmulatorApp:
             except (ValueError, TypeError, KeyError) as err:
                 return _json_response(start_response, 400, {"error": f"bad request: {err}"})
             with self.moto_lock:
-                if strict_sts.age_session(key_id, seconds):
+                # Assumed-role sessions, then users' GetSessionToken sessions.
+                if strict_sts.age_session(key_id, seconds) or strict_mfa.age_session(key_id, seconds):
                     return _json_response(start_response, 200, {"aged": key_id})
             return _json_response(start_response, 404, {"error": f"no session {key_id}"})
         if route == "faults":
@@ -680,10 +682,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     import strict_iam
+    import strict_mfa
     import strict_sts
 
     strict_iam.install()
     strict_sts.install()
+    strict_mfa.install()  # wraps strict_sts's authorization: after it
     sign_over_raw_body()
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.log_requests else logging.ERROR)
 
