@@ -336,3 +336,146 @@ async fn the_policy_is_never_taken_over_and_is_restored_when_changed_out_of_band
     ]);
     assert!(events.contains("Restored IAM policy"), "{events}");
 }
+
+/// The code the person's authenticator app shows now, for a virtual device's seed.
+fn totp(seed: &str) -> String {
+    let out = std::process::Command::new(support::emulator::python())
+        .args([
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import strict_mfa; print(strict_mfa.totp(sys.argv[2]))",
+        ])
+        .arg(support::emulator::repo_root().join("tools/iam-emulator"))
+        .arg(seed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn is_denied<E, R>(r: &Result<impl std::fmt::Debug, aws_sdk_iam::error::SdkError<E, R>>) -> bool
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata,
+{
+    matches!(r, Err(e) if support::code(e).as_deref() == Some("AccessDenied"))
+}
+
+/// Under AWS authentication and IAM's evaluation of `aws:MultiFactorAuthPresent` (the
+/// emulator's): a user whose spec requires MFA, with a read-only policy and an access key,
+/// can do nothing but enrol a device until it signs in with MFA; then its policy applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_that_requires_mfa_can_only_enrol_until_signed_in_with_mfa() {
+    use support::invariants::{authenticated_emulator, signed_config};
+    let cp = ControlPlane::shared();
+    let (emulator, admin) = authenticated_emulator(1).await;
+    let ns = cp.namespace("mfa-auth");
+    let op = Operator::start(
+        cp,
+        &emulator.url,
+        &["--watch-namespace", &ns, "--resync-interval", "3s"],
+        &[
+            ("AWS_ACCESS_KEY_ID", &admin[0].0),
+            ("AWS_SECRET_ACCESS_KEY", &admin[0].1),
+        ],
+    );
+    let user = format!("{ns}-carol");
+    let read_only = "  policies:\n  - arn: arn:aws:iam::aws:policy/IAMReadOnlyAccess\n  accessKey:\n    enabled: true\n";
+    apply_ok(
+        cp,
+        &format!(
+            "{}{read_only}",
+            user_manifest(&ns, "carol", "/people/", "    mfa: {required: true}\n")
+        ),
+    );
+    wait_ready(cp, &op, &ns, "carol");
+    let client = cp.client().await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
+    let secret = secrets.get("carol-aws-credentials").await.unwrap();
+    let value = |k: &str| String::from_utf8(secret.data.as_ref().unwrap()[k].0.clone()).unwrap();
+    let key = (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY"));
+    let carol = aws_sdk_iam::Client::new(&signed_config(&emulator.url, &key));
+
+    // Without MFA: the read-only policy does not apply; enrolling a device does.
+    let listed = carol.list_users().send().await;
+    assert!(is_denied(&listed), "ListUsers without MFA: {listed:?}");
+    let other = carol
+        .list_access_keys()
+        .user_name(support::invariants::ADMIN)
+        .send()
+        .await;
+    assert!(is_denied(&other), "another user's keys: {other:?}");
+    let device = carol
+        .create_virtual_mfa_device()
+        .virtual_mfa_device_name(&user)
+        .send()
+        .await
+        .unwrap();
+    let device = device.virtual_mfa_device().unwrap();
+    let serial = device.serial_number().to_string();
+    let seed = String::from_utf8(device.base32_string_seed().unwrap().as_ref().to_vec()).unwrap();
+    let code = totp(&seed);
+    carol
+        .enable_mfa_device()
+        .user_name(&user)
+        .serial_number(&serial)
+        .authentication_code1(&code)
+        .authentication_code2(&code)
+        .send()
+        .await
+        .unwrap();
+
+    // Signed in with MFA (GetSessionToken with the app's code): the policy applies.
+    let sts = aws_sdk_sts::Client::new(&signed_config(&emulator.url, &key));
+    let session = sts
+        .get_session_token()
+        .serial_number(&serial)
+        .token_code(totp(&seed))
+        .send()
+        .await
+        .unwrap();
+    let c = session.credentials().unwrap();
+    let with_mfa = support::sdk_config(&emulator.url)
+        .into_builder()
+        .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
+            aws_sdk_iam::config::Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_string()),
+                None,
+                "mfa-session",
+            ),
+        ))
+        .build();
+    let listed = aws_sdk_iam::Client::new(&with_mfa)
+        .list_users()
+        .send()
+        .await;
+    assert!(listed.is_ok(), "ListUsers with MFA: {listed:?}");
+
+    // The operator reports the enrolled device.
+    eventually(
+        "carol's MFA device in status",
+        Duration::from_secs(60),
+        || async {
+            let obj = object(cp, &ns, "carol");
+            (obj["status"]["console"]["mfaDevices"][0]["serialNumber"] == serial).then_some(())
+        },
+    )
+    .await;
+
+    // MFA no longer required: the deny is detached and the long-term key works again,
+    // so it was the operator's policy that blocked it.
+    apply_ok(
+        cp,
+        &format!("{}{read_only}", user_manifest(&ns, "carol", "/people/", "")),
+    );
+    eventually(
+        "ListUsers without MFA once MFA is not required",
+        Duration::from_secs(60),
+        || async { carol.list_users().send().await.ok().map(drop) },
+    )
+    .await;
+}
