@@ -371,6 +371,7 @@ async fn a_user_that_requires_mfa_can_only_enrol_until_signed_in_with_mfa() {
     use support::invariants::{authenticated_emulator, signed_config};
     let cp = ControlPlane::shared();
     let (emulator, admin) = authenticated_emulator(1).await;
+    let aws = aws_sdk_iam::Client::new(&signed_config(&emulator.url, &admin[0]));
     let ns = cp.namespace("mfa-auth");
     let op = Operator::start(
         cp,
@@ -407,6 +408,23 @@ async fn a_user_that_requires_mfa_can_only_enrol_until_signed_in_with_mfa() {
         .send()
         .await;
     assert!(is_denied(&other), "another user's keys: {other:?}");
+    // The first sign-in's password change (IAMUserChangePassword is not attached: the
+    // operator's policy grants it, also before MFA).
+    let console = secrets.get("carol-console").await.unwrap();
+    let first = String::from_utf8(console.data.as_ref().unwrap()["password"].0.clone()).unwrap();
+    assert!(
+        !user_policies(&aws, &user)
+            .await
+            .iter()
+            .any(|p| p.ends_with("IAMUserChangePassword"))
+    );
+    carol
+        .change_password()
+        .old_password(first)
+        .new_password("Chosen-by-carol-1")
+        .send()
+        .await
+        .unwrap();
     let device = carol
         .create_virtual_mfa_device()
         .virtual_mfa_device_name(&user)

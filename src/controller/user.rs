@@ -150,14 +150,16 @@ async fn desired_grants(engine: &Engine, tenancy: &Tenancy, obj: &IamUser) -> Re
     // Granted by the operator itself, for a console the tenancy allows.
     let mut self_management = None;
     if tenancy.console {
-        if let Some(arn) = change_password_policy(engine, obj).await? {
-            grants.arns.push(arn);
-        }
         let (account, partition) = engine.account().await?;
         self_management =
             self_management::desired(obj, tenancy.access_keys, (&account, &partition));
-        if let Some(wanted) = &self_management {
-            grants.arns.push(wanted.arn.clone());
+        match &self_management {
+            // It grants iam:ChangePassword too: IAMUserChangePassword would only take one
+            // of the user's ten managed-policy slots.
+            Some(wanted) => grants.arns.push(wanted.arn.clone()),
+            None => grants
+                .arns
+                .extend(change_password_policy(engine, obj).await?),
         }
     }
     Ok(Wanted {
