@@ -112,7 +112,11 @@ async fn examples_converge_and_clean_up() {
     // The users, both members of the group.
     assert_eq!(
         read::group_members(&aws, group).await,
-        BTreeSet::from(["team-a-alice".to_string(), "team-a-bob".to_string()])
+        BTreeSet::from([
+            "team-a-alice".to_string(),
+            "team-a-bob".to_string(),
+            "team-a-carol".to_string()
+        ])
     );
 
     // The Secrets hold working material: each key id is a key of that user in IAM.
@@ -159,6 +163,22 @@ async fn examples_converge_and_clean_up() {
         .send()
         .await
         .expect("alice has a console login profile in IAM");
+    // Carol must use MFA: the operator's self-management policy is attached.
+    let carol_policy = cp.kubectl_ok(&[
+        "get",
+        "iamuser",
+        "carol",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.status.console.selfManagementPolicy}",
+    ]);
+    assert!(
+        read::user_policies(&aws, "team-a-carol")
+            .await
+            .contains(&carol_policy),
+        "carol's policy {carol_policy:?} is not attached"
+    );
 
     // `kubectl get iam` lists the four objects.
     let listed = cp.kubectl_ok(&["get", "iam", "-n", ns, "-o", "name"]);
@@ -170,6 +190,7 @@ async fn examples_converge_and_clean_up() {
             "iamgroup.iam.kubeop.dev/developers",
             "iamuser.iam.kubeop.dev/alice",
             "iamuser.iam.kubeop.dev/bob",
+            "iamuser.iam.kubeop.dev/carol",
         ])
     );
 
@@ -190,7 +211,7 @@ async fn examples_converge_and_clean_up() {
         ],
     );
     assert_ok(cp, &op, ns, "kubectl delete -f examples", &out);
-    for user in ["team-a-alice", "team-a-bob"] {
+    for user in ["team-a-alice", "team-a-bob", "team-a-carol"] {
         assert!(
             !read::user_exists(&aws, user).await,
             "IAM user {user} left behind"
@@ -200,10 +221,12 @@ async fn examples_converge_and_clean_up() {
         !read::group_exists(&aws, group).await,
         "IAM group {group} left behind"
     );
-    assert!(
-        !read::policy_exists(&aws, &policy_arn).await,
-        "IAM policy {policy_arn} left behind"
-    );
+    for arn in [&policy_arn, &carol_policy] {
+        assert!(
+            !read::policy_exists(&aws, arn).await,
+            "IAM policy {arn} left behind"
+        );
+    }
     cp.kubectl_ok(&["delete", "-f", &example("05-tenancy.yaml")]);
     cp.kubectl_ok(&["delete", "namespace", ns, "--wait=false"]);
 }

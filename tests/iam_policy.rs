@@ -829,6 +829,53 @@ async fn the_operator_runs_with_the_delegated_policy() {
         assert!(secrets.get_opt(secret).await.unwrap().is_some(), "{secret}");
     }
 
+    // A console user who must use MFA: the operator writes its self-management policy at
+    // the user's path (inside the prefix) and attaches it.
+    let out = cp.apply(&format!(
+        "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamUser\nmetadata:\n  name: person\n  namespace: {ns}\nspec:\n  path: /k8s/people/\n  console:\n    enabled: true\n    mfa: {{required: true}}\n"
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let person = eventually("IamUser person Ready", || async {
+        users.get_opt("person").await.unwrap().filter(|u| {
+            u.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "Ready"
+                        && c.status == "True"
+                        && c.observed_generation == u.metadata.generation
+                })
+            })
+        })
+    })
+    .await;
+    let mfa_policy = person
+        .status
+        .and_then(|s| s.console)
+        .and_then(|c| c.self_management_policy)
+        .expect("the self-management policy in status");
+    assert!(
+        mfa_policy
+            .starts_with("arn:aws:iam::123456789012:policy/k8s/people/iam-operator-mfa-required-"),
+        "{mfa_policy}"
+    );
+    let attached = w
+        .admin
+        .list_attached_user_policies()
+        .user_name("person")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        attached
+            .attached_policies()
+            .iter()
+            .any(|p| p.policy_arn() == Some(mfa_policy.as_str())),
+        "{attached:?}"
+    );
+
     // A role with policies, an inline policy, an instance profile and session credentials
     // (the operator adds its own principal to the trust to assume it).
     let roles: Api<IamRole> = Api::namespaced(cp.client().await, &ns);

@@ -237,6 +237,13 @@ async fn mfa_required_attaches_the_documented_policy_and_status_shows_the_device
         object(cp, &ns, "alice")["status"]["console"]["selfManagementPolicy"].is_null(),
         "the status still names a policy"
     );
+    // Used by no one, the operator's policies are deleted.
+    for arn in [&mfa_arn, &self_service_arn] {
+        assert!(
+            !support::read::policy_exists(&aws, arn).await,
+            "{arn} left behind"
+        );
+    }
 
     // Deleting the user deactivates and deletes the person's MFA device.
     cp.kubectl_ok(&["delete", "iamuser", "alice", "-n", &ns, "--timeout=120s"]);
@@ -335,6 +342,14 @@ async fn the_policy_is_never_taken_over_and_is_restored_when_changed_out_of_band
         "jsonpath={.items[*].message}",
     ]);
     assert!(events.contains("Restored IAM policy"), "{events}");
+
+    // Its last user deleted, the policy goes too (with its extra version).
+    cp.kubectl_ok(&["delete", "iamuser", "bob", "-n", &ns, "--timeout=120s"]);
+    assert!(!support::read::user_exists(&aws, &user).await);
+    assert!(
+        !support::read::policy_exists(&aws, &arn).await,
+        "{arn} left behind"
+    );
 }
 
 /// The code the person's authenticator app shows now, for a virtual device's seed.

@@ -178,6 +178,22 @@ pub async fn replace_default_version(
     engine.iam.create_policy_version(arn, document).await
 }
 
+/// Deletes a policy that nothing is attached to: its non-default versions first, as IAM
+/// requires.
+pub async fn delete_with_versions(engine: &Engine, arn: &str) -> std::result::Result<(), IamError> {
+    for version in engine.iam.list_policy_versions(arn).await? {
+        if !version.is_default {
+            gone(
+                engine
+                    .iam
+                    .delete_policy_version(arn, &version.version_id)
+                    .await,
+            )?;
+        }
+    }
+    engine.iam.delete_policy(arn).await
+}
+
 fn record(status: &mut IamPolicyStatus, info: &PolicyInfo) {
     status.arn = Some(info.arn.clone());
     status.policy_id = Some(info.id.clone());
@@ -216,17 +232,7 @@ pub async fn cleanup(engine: &Engine, obj: &IamPolicy) -> Result<()> {
     for role in &entities.roles {
         gone(engine.iam.detach_role_policy(role, arn).await)?;
     }
-    for version in engine.iam.list_policy_versions(arn).await? {
-        if !version.is_default {
-            gone(
-                engine
-                    .iam
-                    .delete_policy_version(arn, &version.version_id)
-                    .await,
-            )?;
-        }
-    }
-    match gone(engine.iam.delete_policy(arn).await) {
+    match gone(delete_with_versions(engine, arn).await) {
         // Attachments are gone by now: what remains is a use as a permissions boundary.
         Err(IamError::Conflict(m)) => Err(Error::Iam(IamError::Conflict(format!(
             "IAM policy {arn} is still in use, as the permissions boundary of a user or role; remove it from them (or their IamUser's spec.permissionsBoundary), then the deletion completes ({m})"

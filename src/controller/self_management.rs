@@ -204,6 +204,27 @@ pub async fn ensure(engine: &Engine, wanted: &SelfManagement, synced: &mut Synce
     Ok(())
 }
 
+/// Deletes the operator's policy at `arn` once nothing is attached to it (called when a user
+/// stops using it), so that deleting every console user leaves nothing behind. Attached
+/// meanwhile by another user's reconcile, it stays (IAM refuses the deletion); deleted
+/// just before another user attaches it, that user's next attempt writes it again.
+pub async fn release(engine: &Engine, arn: &str) -> Result<()> {
+    let Some(info) = optional(engine.iam.get_policy(arn).await)? else {
+        return Ok(());
+    };
+    if info.tags.get(OWNER_TAG) != Some(&owner(engine)) {
+        return Ok(());
+    }
+    let used = engine.iam.list_entities_for_policy(arn).await?;
+    if !(used.users.is_empty() && used.groups.is_empty() && used.roles.is_empty()) {
+        return Ok(());
+    }
+    match policy::delete_with_versions(engine, arn).await {
+        Ok(()) | Err(IamError::NotFound(_) | IamError::Conflict(_)) => Ok(()),
+        Err(other) => Err(other.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

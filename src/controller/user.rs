@@ -479,7 +479,12 @@ async fn sync_identity(
     // that name deleted) wakes this user through the drift scan even while it is refused.
     // Only with console access (`Some` implies it): a console status stands for a login
     // profile to keep.
+    let previous = status
+        .console
+        .as_ref()
+        .and_then(|c| c.self_management_policy.clone());
     let arn = self_management.as_ref().map(|w| w.arn.clone());
+    let released = previous.filter(|p| arn.as_ref() != Some(p));
     match (arn, status.console.as_mut()) {
         (Some(arn), _) => {
             status
@@ -507,6 +512,10 @@ async fn sync_identity(
         synced,
     )
     .await?;
+    // Detached (switched off, or another variant): deleted once no user has it.
+    if let Some(old) = released {
+        self_management::release(engine, &old).await?;
+    }
     refused.extend(boundary_refusal);
     refused.append(&mut grants.refused);
     grants.refused = refused;
@@ -567,6 +576,9 @@ async fn delete_in_iam(engine: &Engine, obj: &IamUser) -> Result<()> {
         gone(engine.iam.remove_user_from_group(name, &group).await)?;
     }
     permissions::remove_all(engine, Principal::User(name)).await?;
+    if let Some(arn) = status.console.and_then(|c| c.self_management_policy) {
+        self_management::release(engine, &arn).await?;
+    }
     gone(engine.iam.delete_user(name).await)?;
     Ok(())
 }
