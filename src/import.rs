@@ -11,6 +11,7 @@ use crate::api::{
     IamPolicy, IamPolicySpec, IamUser, IamUserSpec, InlinePolicy, LocalObjectRef, OWNER_TAG,
     PolicyAttachment,
 };
+use crate::controller::self_management;
 use crate::iam::{
     AccountDetails, AwsIam, GroupDetails, IamResult, ManagedPolicyDetails, UserDetails,
 };
@@ -334,6 +335,7 @@ pub fn render(account: &AccountDetails, opts: &Options) -> Result<Rendered, Stri
         let name = &user_names[&u.name];
         let mut groups: Vec<String> = u.groups.clone();
         groups.sort();
+        let (attached, own) = without_self_management(&u.name, &u.attached);
         let mut obj = IamUser::new(
             name,
             IamUserSpec {
@@ -342,7 +344,7 @@ pub fn render(account: &AccountDetails, opts: &Options) -> Result<Rendered, Stri
                 tags: adopted_tags(&u.tags, &consent_value),
                 permissions_boundary: u.permissions_boundary.as_deref().map(|b| refs.policy(b)),
                 groups: groups.iter().map(|g| refs.group(g)).collect(),
-                policies: refs.policies(&u.attached),
+                policies: refs.policies(&attached),
                 inline_policies: inline_policies(&u.inline, &format!("user {}", u.name))?,
                 access_key: None,
                 console: None,
@@ -354,6 +356,7 @@ pub fn render(account: &AccountDetails, opts: &Options) -> Result<Rendered, Stri
             format!("IAM user {}", u.name),
             "Existing access keys and login profile are left alone: the operator lists them in status.unmanagedCredentials; spec.accessKey and spec.console are omitted.".to_string(),
         ];
+        comments.extend(own);
         comments.extend(owned_warning("user", &u.name, &u.tags));
         out.manifests.push(Manifest {
             comments,
@@ -388,6 +391,7 @@ pub fn render_copy(
     let name = k8s_name(new_name);
     let mut groups = u.groups.clone();
     groups.sort();
+    let (attached, own) = without_self_management(&u.name, &u.attached);
     let mut obj = IamUser::new(
         &name,
         IamUserSpec {
@@ -396,7 +400,7 @@ pub fn render_copy(
             tags: BTreeMap::new(),
             permissions_boundary: u.permissions_boundary.as_deref().map(|b| refs.policy(b)),
             groups: groups.iter().map(|g| refs.group(g)).collect(),
-            policies: refs.policies(&u.attached),
+            policies: refs.policies(&attached),
             inline_policies: inline_policies(&u.inline, &format!("user {}", u.name))?,
             access_key: None,
             console: None,
@@ -404,15 +408,33 @@ pub fn render_copy(
         },
     );
     metadata(&mut obj.metadata, &opts.namespace, false);
+    let mut comments = vec![format!(
+        "New IAM user {new_name} with the permissions of {source} (groups, managed and inline policies, boundary)."
+    )];
+    comments.extend(own);
     Ok(Rendered {
         manifests: vec![Manifest {
-            comments: vec![format!(
-                "New IAM user {new_name} with the permissions of {source} (groups, managed and inline policies, boundary)."
-            )],
+            comments,
             object: to_value(&obj)?,
         }],
         consent: vec![],
     })
+}
+
+/// A user's attached policies without the operator's self-management ones, and a comment
+/// for each of those naming the spec setting that stands for it.
+fn without_self_management(user: &str, attached: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut comments = Vec::new();
+    let mut kept = Vec::new();
+    for arn in attached {
+        match self_management::setting_of(arn) {
+            Some(setting) => comments.push(format!(
+                "IAM user {user} has the operator's self-management policy {arn}: not listed in spec.policies; set {setting} (with console access) to keep it."
+            )),
+            None => kept.push(arn.clone()),
+        }
+    }
+    (kept, comments)
 }
 
 /// The `---`-separated YAML stream, with the adoption instructions at the top.
@@ -461,6 +483,7 @@ mod tests {
                 attached: vec![
                     "arn:aws:iam::123456789012:policy/team/read".into(),
                     "arn:aws:iam::aws:policy/ReadOnlyAccess".into(),
+                    "arn:aws:iam::123456789012:policy/team/iam-operator-mfa-required-0123456789abcdef".into(),
                 ],
                 inline: vec![(
                     "extra".into(),
@@ -654,7 +677,16 @@ mod tests {
         assert!(spec.get("userName").is_none());
         assert!(spec.get("tags").is_none());
         assert_eq!(spec["groups"].as_array().unwrap().len(), 2);
+        // The operator's MFA policy becomes a note naming the setting, not an attachment.
         assert_eq!(spec["policies"].as_array().unwrap().len(), 2);
+        assert!(
+            r.manifests[0]
+                .comments
+                .iter()
+                .any(|c| c.contains("spec.console.mfa.required: true")),
+            "{:?}",
+            r.manifests[0].comments
+        );
         assert_eq!(spec["inlinePolicies"][0]["name"], "extra");
         assert_eq!(
             spec["permissionsBoundary"]["arn"],

@@ -66,6 +66,20 @@ pub fn desired(
     })
 }
 
+/// The spec setting an operator-written self-management policy stands for, recognised by
+/// its name (for `iam-operator import`, which turns it back into the setting rather than an
+/// attachment that the namespace's rules would refuse).
+pub fn setting_of(policy_arn: &str) -> Option<&'static str> {
+    let name = policy_arn.rsplit('/').next()?;
+    if name.starts_with("iam-operator-mfa-required-") {
+        Some("spec.console.mfa.required: true")
+    } else if name.starts_with("iam-operator-self-service-") {
+        Some("spec.console.selfService: true")
+    } else {
+        None
+    }
+}
+
 /// A stable 64-bit digest (FNV-1a): names must not change between versions of the
 /// operator, so not the standard library's randomly seeded hasher.
 fn fnv1a(text: &str) -> u64 {
@@ -363,6 +377,8 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
         );
+        assert_eq!(setting_of(&a.arn), Some("spec.console.mfa.required: true"));
+        assert_eq!(setting_of("arn:aws:iam::aws:policy/ReadOnlyAccess"), None);
         // Stable across builds: the name of an existing policy never changes.
         assert_eq!(fnv1a("/"), 0xaf63_a24c_8601_89fe);
     }
