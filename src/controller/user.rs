@@ -475,30 +475,7 @@ async fn sync_identity(
         synced.note(Reason::Updated, format!("Added to group {group}"));
     }
 
-    // Recorded first, so that a change of the policy in IAM (e.g. someone else's policy of
-    // that name deleted) wakes this user through the drift scan even while it is refused.
-    // Only with console access (`Some` implies it): a console status stands for a login
-    // profile to keep.
-    let previous = status
-        .console
-        .as_ref()
-        .and_then(|c| c.self_management_policy.clone());
-    let arn = self_management.as_ref().map(|w| w.arn.clone());
-    let released = previous.filter(|p| arn.as_ref() != Some(p));
-    match (arn, status.console.as_mut()) {
-        (Some(arn), _) => {
-            status
-                .console
-                .get_or_insert_default()
-                .self_management_policy = Some(arn)
-        }
-        (None, Some(console)) => console.self_management_policy = None,
-        (None, None) => {}
-    }
-    // The operator's own policy exists, as written, before it is attached.
-    if let Some(wanted) = &self_management {
-        self_management::ensure(engine, wanted, synced).await?;
-    }
+    let released = self_management_policy(engine, self_management.as_ref(), status, synced).await?;
     let current = match found.created {
         true => permissions::Current::Empty,
         false => permissions::Current::Read,
@@ -520,6 +497,31 @@ async fn sync_identity(
     refused.append(&mut grants.refused);
     grants.refused = refused;
     grants.refusal()
+}
+
+/// The operator's self-management policy for `mfa`/`selfService`: recorded in status first,
+/// so that a change of it in IAM (e.g. someone else's policy of that name deleted) wakes
+/// this user through the drift scan even while it is refused; then made to exist as written,
+/// before it is attached. Returns the policy it replaces, to release once detached.
+async fn self_management_policy(
+    engine: &Engine,
+    wanted: Option<&SelfManagement>,
+    status: &mut IamUserStatus,
+    synced: &mut Synced,
+) -> Result<Option<String>> {
+    let previous = status
+        .console
+        .as_mut()
+        .and_then(|c| c.self_management_policy.take());
+    if let Some(wanted) = wanted {
+        // `Some` only with console access, which the console status stands for.
+        status
+            .console
+            .get_or_insert_default()
+            .self_management_policy = Some(wanted.arn.clone());
+        self_management::ensure(engine, wanted, synced).await?;
+    }
+    Ok(previous.filter(|p| wanted.is_none_or(|w| &w.arn != p)))
 }
 
 /// The finalizer's IAM work, in the order IAM demands: keys, login profile, MFA devices,
