@@ -602,6 +602,7 @@ mod tests {
             enabled: true,
             secret_name: console.map(Into::into),
             password_reset_required: None,
+            initial_password_secret_ref: None,
         });
         IamUser::new(name, spec)
     }

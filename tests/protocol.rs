@@ -141,6 +141,7 @@ async fn a_login_profile_deleted_out_of_band_gets_a_fresh_password_never_the_old
         enabled: true,
         secret_name: None,
         password_reset_required: Some(false),
+        initial_password_secret_ref: None,
     });
     reconcile(&w, &mut u).await.unwrap();
     let old = w.secrets.value("dora-console", "password").unwrap();
@@ -187,6 +188,7 @@ async fn credentials_are_disabled_and_grace_ends_while_a_dependency_is_not_ready
         enabled: true,
         secret_name: None,
         password_reset_required: Some(false),
+        initial_password_secret_ref: None,
     });
     reconcile(&w, &mut u).await.unwrap();
     let first = published(&w, &u);
@@ -372,6 +374,7 @@ async fn keys_and_login_profiles_made_outside_the_operator_are_reported_never_to
         enabled: true,
         secret_name: None,
         password_reset_required: Some(false),
+        initial_password_secret_ref: None,
     });
     let err = reconcile(&w, &mut u).await.unwrap_err();
     assert_eq!(err.reason(), "NameConflict", "{err}");

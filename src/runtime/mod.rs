@@ -94,6 +94,61 @@ fn owned_secrets(
     .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
 }
 
+/// The user controller's Secret watch: every Secret in scope, metadata only, so that
+/// besides the user's own Secrets ([`owned_secrets`]' mapping, restricted to the operator's
+/// label) a Secret a user names as its chosen console password wakes it when it appears or
+/// changes ([`user_secret_wakes`]). One watch for both, not a second one on Secrets.
+fn user_secrets(
+    client: &Client,
+    ns: &Option<String>,
+    ctx: &Arc<Context>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
+{
+    let secrets: Api<PartialObjectMeta<Secret>> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let ctx = ctx.clone();
+    watch(secrets, watcher::Config::default())
+        .touched_objects()
+        .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
+}
+
+/// The users a Secret event wakes: its owner, for a Secret the operator manages (as
+/// `owns_stream` would map it), and every user in its namespace whose
+/// `spec.console.initialPasswordSecretRef` names it.
+fn user_secret_wakes(
+    secret: &PartialObjectMeta<Secret>,
+    users: &[Arc<IamUser>],
+) -> Vec<ObjectRef<IamUser>> {
+    let ns = secret.namespace();
+    let name = secret.name_any();
+    let managed = crate::k8s::secrets::MANAGED_BY_SELECTOR
+        .split_once('=')
+        .is_some_and(|(k, v)| secret.labels().get(k).is_some_and(|l| l == v));
+    let owners = secret
+        .owner_references()
+        .iter()
+        .filter(|o| {
+            managed
+                && o.kind == <IamUser as kube::Resource>::kind(&())
+                && o.api_version == <IamUser as kube::Resource>::api_version(&())
+        })
+        .map(|o| ObjectRef::<IamUser>::new(&o.name).within(ns.as_deref().unwrap_or_default()));
+    let choosing = users
+        .iter()
+        .filter(|u| {
+            u.namespace() == ns
+                && u.spec
+                    .console
+                    .as_ref()
+                    .and_then(|c| c.initial_password_secret_ref.as_ref())
+                    .is_some_and(|r| r.name == name)
+        })
+        .map(|u| ObjectRef::from_obj(u.as_ref()));
+    owners.chain(choosing).collect()
+}
+
 fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool {
     attachments
         .iter()
@@ -390,6 +445,7 @@ pub async fn run(
         wakes.push((policy_wake, group_wake, user_wake, role_wake));
         let by_policy = user_ctl.store();
         let by_group = user_ctl.store();
+        let by_secret = user_ctl.store();
         let all_users = user_ctl.store();
         let user_ctl = user_ctl
             .watches_resilient(
@@ -397,7 +453,9 @@ pub async fn run(
                 wc.clone(),
                 governed_by(all_users, namespace_labels.clone()),
             )
-            .owns_stream(owned_secrets(&client, &ns, &ctx))
+            .watches_stream(user_secrets(&client, &ns, &ctx), move |s| {
+                user_secret_wakes(&s, &by_secret.state())
+            })
             .watches_resilient(policies, wc.clone(), move |p: IamPolicy| {
                 let ns = p.namespace();
                 let name = p.name_any();
