@@ -172,9 +172,7 @@ pub struct ConsoleSpec {
 pub struct PasswordSecretRef {
     /// Name of the Secret (in the IamUser's namespace). The operator only reads it.
     #[schemars(
-        regex(
-            pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-        ),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
         length(min = 1, max = 253)
     )]
     pub name: String,

@@ -554,3 +554,94 @@ pub async fn run(
         _ = account_settings => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ConsoleSpec, IamUserSpec, PasswordSecretRef};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::api::ObjectMeta;
+
+    fn user(ns: &str, name: &str, chosen: Option<&str>) -> Arc<IamUser> {
+        let spec: IamUserSpec = serde_json::from_value(serde_json::json!({})).unwrap();
+        let mut u = IamUser::new(name, spec);
+        u.metadata.namespace = Some(ns.into());
+        u.spec.console = chosen.map(|secret| ConsoleSpec {
+            enabled: true,
+            secret_name: None,
+            password_reset_required: None,
+            initial_password_secret_ref: Some(PasswordSecretRef {
+                name: secret.into(),
+                key: "password".into(),
+            }),
+        });
+        Arc::new(u)
+    }
+
+    fn secret(
+        ns: &str,
+        name: &str,
+        managed: bool,
+        owner: Option<&str>,
+    ) -> PartialObjectMeta<Secret> {
+        let mut meta = ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        };
+        if managed {
+            meta.labels =
+                Some([("app.kubernetes.io/managed-by".into(), "iam-operator".into())].into());
+        }
+        meta.owner_references = owner.map(|o| {
+            vec![OwnerReference {
+                api_version: "iam.kubeop.dev/v1alpha1".into(),
+                kind: "IamUser".into(),
+                name: o.into(),
+                uid: "u".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]
+        });
+        PartialObjectMeta {
+            types: None,
+            metadata: meta,
+            _phantom: Default::default(),
+        }
+    }
+
+    fn names(refs: Vec<ObjectRef<IamUser>>) -> Vec<String> {
+        refs.into_iter()
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+            .collect()
+    }
+
+    #[test]
+    fn a_secret_wakes_its_owner_and_the_users_that_chose_a_password_in_it() {
+        let users = [
+            user("a", "alice", Some("first")),
+            user("a", "bob", Some("other")),
+            user("b", "carol", Some("first")),
+            user("a", "dora", None),
+        ];
+        // A person's Secret: the users of its namespace naming it, nobody else.
+        assert_eq!(
+            names(user_secret_wakes(
+                &secret("a", "first", false, None),
+                &users
+            )),
+            ["a/alice"]
+        );
+        assert!(user_secret_wakes(&secret("a", "unrelated", false, None), &users).is_empty());
+        // The operator's own Secret: its owner.
+        assert_eq!(
+            names(user_secret_wakes(
+                &secret("a", "dora-console", true, Some("dora")),
+                &users
+            )),
+            ["a/dora"]
+        );
+        // An owner reference without the operator's label is not the operator's Secret.
+        assert!(user_secret_wakes(&secret("a", "x", false, Some("dora")), &users).is_empty());
+    }
+}

@@ -15,10 +15,10 @@
 //! follows the same protocol: copied into the console Secret first, then set in IAM.
 
 use super::CredentialStep;
+use crate::api::PasswordSecretRef;
 use crate::api::{ConsoleStatus, RESET_PASSWORD_ANNOTATION};
 use crate::controller::{Reason, Synced};
 use crate::error::{Error, Result};
-use crate::api::PasswordSecretRef;
 use crate::iam::{IamError, PasswordPolicy, gone};
 use crate::k8s::{InputKey, SecretData, SecretStore, StoredSecret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -151,7 +151,9 @@ pub fn check_password(password: &str, policy: Option<&PasswordPolicy>, user: &st
     if length == 0 {
         unmet.push("is empty".to_string());
     } else if length < minimum {
-        unmet.push(format!("is shorter than the minimum of {minimum} characters"));
+        unmet.push(format!(
+            "is shorter than the minimum of {minimum} characters"
+        ));
     }
     if length > MAX {
         unmet.push(format!("is longer than the maximum of {MAX} characters"));
@@ -159,10 +161,22 @@ pub fn check_password(password: &str, policy: Option<&PasswordPolicy>, user: &st
     match policy {
         Some(p) => {
             let required = [
-                (p.require_uppercase, upper, "an uppercase letter (A-Z)".to_string()),
-                (p.require_lowercase, lower, "a lowercase letter (a-z)".to_string()),
+                (
+                    p.require_uppercase,
+                    upper,
+                    "an uppercase letter (A-Z)".to_string(),
+                ),
+                (
+                    p.require_lowercase,
+                    lower,
+                    "a lowercase letter (a-z)".to_string(),
+                ),
                 (p.require_numbers, digit, "a digit (0-9)".to_string()),
-                (p.require_symbols, symbol, format!("a symbol (one of {symbols})")),
+                (
+                    p.require_symbols,
+                    symbol,
+                    format!("a symbol (one of {symbols})"),
+                ),
             ];
             unmet.extend(
                 required
@@ -171,7 +185,12 @@ pub fn check_password(password: &str, policy: Option<&PasswordPolicy>, user: &st
                     .map(|(_, _, what)| format!("needs {what}")),
             );
         }
-        None if [upper, lower, digit, symbol].iter().filter(|has| **has).count() < 3 => {
+        None if [upper, lower, digit, symbol]
+            .iter()
+            .filter(|has| **has)
+            .count()
+            < 3 =>
+        {
             unmet.push(format!(
                 "needs characters of at least three of the four kinds uppercase letters (A-Z), lowercase letters (a-z), digits (0-9) and symbols ({symbols})"
             ));
@@ -363,8 +382,7 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
                 (Source::Chosen, Some(r)) => {
                     // Checked before anything is written: a refused or missing password
                     // leaves the console Secret and IAM as they are.
-                    match read_chosen(step.secrets, (&namespace, r), policy.as_ref(), user).await
-                    {
+                    match read_chosen(step.secrets, (&namespace, r), policy.as_ref(), user).await {
                         Ok(password) => password,
                         Err(e) => {
                             step.status.console = Some(st);
@@ -424,9 +442,9 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
             step.status.console = Some(st);
             return Err(match chosen {
                 Some(r) => refused_chosen(&iam, user, &namespace, r, &password, &m).await,
-                None => Error::InvalidSpec(format!(
-                    "IAM rejected the generated console password: {m}"
-                )),
+                None => {
+                    Error::InvalidSpec(format!("IAM rejected the generated console password: {m}"))
+                }
             });
         }
         Err(other) => return Err(other.into()),
@@ -520,7 +538,10 @@ mod tests {
         let mut f = facts(&st);
         assert_eq!(plan(&f), ConsolePlan::Nothing);
         f.has_profile = false;
-        assert_eq!(plan(&f), ConsolePlan::Issue(Issue::Revoked, Source::Generated));
+        assert_eq!(
+            plan(&f),
+            ConsolePlan::Issue(Issue::Revoked, Source::Generated)
+        );
     }
 
     #[test]
@@ -539,7 +560,10 @@ mod tests {
         f.secret_stamp = None;
         assert_eq!(plan(&f), ConsolePlan::Unmanaged);
         f.has_profile = false;
-        assert_eq!(plan(&f), ConsolePlan::Issue(Issue::Enabled, Source::Generated));
+        assert_eq!(
+            plan(&f),
+            ConsolePlan::Issue(Issue::Enabled, Source::Generated)
+        );
         f.may_issue = false;
         assert_eq!(plan(&f), ConsolePlan::Wait);
     }
@@ -549,11 +573,17 @@ mod tests {
         let st = set_at(100);
         let mut f = facts(&st);
         f.reset_token = Some("1");
-        assert_eq!(plan(&f), ConsolePlan::Issue(Issue::ResetRequested, Source::Generated));
+        assert_eq!(
+            plan(&f),
+            ConsolePlan::Issue(Issue::ResetRequested, Source::Generated)
+        );
         f.reset_token = None;
         f.secret_password = false;
         f.may_issue = false;
-        assert_eq!(plan(&f), ConsolePlan::Issue(Issue::SecretLost, Source::Generated));
+        assert_eq!(
+            plan(&f),
+            ConsolePlan::Issue(Issue::SecretLost, Source::Generated)
+        );
     }
 
     #[test]
@@ -583,7 +613,10 @@ mod tests {
         // A login profile deleted out of band: generated, never the chosen one again.
         f.reset_token = None;
         f.has_profile = false;
-        assert_eq!(plan(&f), ConsolePlan::Issue(Issue::Revoked, Source::Generated));
+        assert_eq!(
+            plan(&f),
+            ConsolePlan::Issue(Issue::Revoked, Source::Generated)
+        );
         // A lost console Secret: generated too.
         f.has_profile = true;
         f.secret_password = false;
@@ -632,10 +665,7 @@ mod tests {
         );
         assert_eq!(
             check_password("TROUBADOR-HORSE-X", Some(&p), "alice"),
-            [
-                "needs a lowercase letter (a-z)",
-                "needs a digit (0-9)"
-            ]
+            ["needs a lowercase letter (a-z)", "needs a digit (0-9)"]
         );
         // Only IAM's symbols count as symbols.
         assert_eq!(
@@ -648,10 +678,7 @@ mod tests {
             ..Default::default()
         };
         assert!(check_password("abcdef", Some(&lax), "alice").is_empty());
-        assert_eq!(
-            check_password("", Some(&lax), "alice"),
-            ["is empty"]
-        );
+        assert_eq!(check_password("", Some(&lax), "alice"), ["is empty"]);
         let long = "Aa1!".repeat(33);
         assert_eq!(
             check_password(&long, Some(&p), "alice"),
