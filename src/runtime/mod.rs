@@ -72,9 +72,9 @@ fn governed_by<K: Managed>(
 }
 
 /// The operator's Secrets, metadata only (the watch needs owners and versions, never the
-/// payloads): a lost, edited or deleted Secret wakes its owner (an IamUser's keys and
-/// password, an IamRole's session credentials); the operator's own writes do not (they
-/// would cost a second reconcile of every owner).
+/// payloads): a lost, edited or deleted Secret wakes its owner (an IamRole's session
+/// credentials; IamUsers' Secrets come through [`user_secrets`]); the operator's own writes
+/// do not (they would cost a second reconcile of every owner).
 fn owned_secrets(
     client: &Client,
     ns: &Option<String>,

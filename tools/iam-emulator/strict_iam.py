@@ -377,7 +377,9 @@ def _patch_login_profiles() -> None:
         new = self._get_param("NewPassword")
         user = self.backend.get_user_from_access_key_id(self.get_access_key())
         if user is None:
-            raise InvalidUserType("The request was rejected because the type of user for the transaction was incorrect.")
+            raise InvalidUserType(
+                "The request was rejected because the type of user for the transaction was incorrect."
+            )
         if not user.password:
             raise NotFoundException(f"Login Profile for User {user.name} cannot be found.")
         if old != user.password:

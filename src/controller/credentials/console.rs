@@ -440,11 +440,16 @@ pub async fn sync(step: &mut CredentialStep<'_>, synced: &mut Synced) -> Result<
                 }
             }
             step.status.console = Some(st);
-            return Err(match chosen {
-                Some(r) => refused_chosen(&iam, user, &namespace, r, &password, &m).await,
-                None => {
+            return Err(match (chosen, issued) {
+                (Some(r), _) => refused_chosen(&iam, user, &namespace, r, &password, &m).await,
+                (None, Some(_)) => {
                     Error::InvalidSpec(format!("IAM rejected the generated console password: {m}"))
                 }
+                // Finishing an interrupted attempt with the password the console Secret
+                // holds (generated or chosen): only a new password can help.
+                (None, None) => Error::InvalidSpec(format!(
+                    "IAM rejected the console password in Secret {name} that an interrupted attempt left to be set: {m}; request a new password by changing the {RESET_PASSWORD_ANNOTATION} annotation"
+                )),
             });
         }
         Err(other) => return Err(other.into()),
