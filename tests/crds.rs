@@ -280,6 +280,9 @@ const NOT_IAM_FIELDS: &[&str] = &[
     "spec.accessKey.rotateAfter",
     "spec.accessKey.gracePeriod",
     "spec.console.secretName",
+    // A Kubernetes Secret's name and data key (the chosen console password's place).
+    "spec.console.initialPasswordSecretRef.name",
+    "spec.console.initialPasswordSecretRef.key",
     // IamTenancyPolicy: a path template (`{namespace}`) and lists of globs and patterns,
     // none of them sent to IAM as written.
     "iamtenancypolicies.yaml spec.path",

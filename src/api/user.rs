@@ -161,6 +161,19 @@ pub struct ConsoleSpec {
     /// includes these permissions. Default `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub self_service: bool,
+    /// A password chosen by a person instead of a generated one: a key of a Secret in this
+    /// namespace (the console's "custom password"). Used for the first password and for
+    /// each reset requested with the `iam.kubeop.dev/reset-console-password` annotation;
+    /// later edits of that Secret change nothing until the next reset. Checked against the
+    /// account password policy (IAM's default policy when the account has none) before
+    /// anything is written; it must also differ from the user name and contain no tab or
+    /// line break. The console Secret (`secretName`) still receives `username`, `password`
+    /// and `consoleUrl`. A login profile deleted outside the operator, or a lost console
+    /// Secret, gets a generated password: the chosen one is never set again then. Keep
+    /// `passwordResetRequired` at its default `true`, so that the person replaces it at
+    /// first sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_password_secret_ref: Option<PasswordSecretRef>,
 }
 
 /// MFA settings of a console user.
@@ -175,6 +188,21 @@ pub struct ConsoleMfaSpec {
     /// code. The MFA seed never leaves IAM and the person's device.
     #[serde(default)]
     pub required: bool,
+}
+
+/// A key of a Secret in the IamUser's namespace that holds a chosen password.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordSecretRef {
+    /// Name of the Secret (in the IamUser's namespace). The operator only reads it.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        length(min = 1, max = 253)
+    )]
+    pub name: String,
+    /// Key of the Secret's data that holds the password.
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// Observed state of an IamUser.

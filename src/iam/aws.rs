@@ -78,12 +78,15 @@ impl super::Identities for AssumedRoles {
         if let Some(id) = external_id {
             provider = provider.external_id(id);
         }
+        // One identity cache for the IAM and STS clients: otherwise each client caches the
+        // role's credentials on its own, and the role is assumed once per client.
         let config = self
             .config
             .to_builder()
             .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
                 provider.build().await,
             ))
+            .identity_cache(aws_config::identity::IdentityCache::lazy().build())
             .build();
         let iam: std::sync::Arc<dyn super::Iam> = match &self.metrics {
             Some(m) => std::sync::Arc::new(AwsIam::with_metrics(&config, m.clone())),

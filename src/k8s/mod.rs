@@ -9,7 +9,7 @@ pub mod secrets;
 
 pub use deps::{Dependencies, KubeDependencies, Selection, Usage};
 pub use journal::{Journal, StatusWriter};
-pub use secrets::{KubeSecrets, OwnWrites, SecretData, SecretStore, StoredSecret};
+pub use secrets::{InputKey, KubeSecrets, OwnWrites, SecretData, SecretStore, StoredSecret};
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "iam-operator";

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
+use secrecy::SecretString;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -43,8 +44,22 @@ pub struct StoredSecret {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// A key of a Secret that the operator only reads: one a person created, such as a chosen
+/// console password. The value stays in a `SecretString` (redacted `Debug`).
+#[derive(Debug)]
+pub enum InputKey {
+    /// The Secret does not exist.
+    NoSecret,
+    /// The Secret exists without that key.
+    NoKey,
+    /// The value is not UTF-8 text.
+    NotText,
+    Value(SecretString),
+}
+
 /// The Secrets of one owner (an IamUser or an IamRole). Every method refuses to touch a
-/// Secret that this owner did not create.
+/// Secret that this owner did not create, except [`SecretStore::read_input`], which only
+/// reads.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// The Secret if it exists; one created by someone else is a `SecretConflict`.
@@ -57,6 +72,18 @@ pub trait SecretStore: Send + Sync {
     async fn orphan(&self, name: &str) -> Result<()>;
     /// Whether the namespace is being deleted, so that no Secret can be kept in it.
     async fn namespace_terminating(&self) -> Result<bool>;
+    /// A key of a Secret in the owner's namespace that a person created (an input such as
+    /// a chosen password): read, never owned or written. The default reads through
+    /// [`Self::get`], for stores whose Secrets are all readable that way (in-memory ones).
+    async fn read_input(&self, name: &str, key: &str) -> Result<InputKey> {
+        Ok(match self.get(name).await? {
+            None => InputKey::NoSecret,
+            Some(secret) => match secret.data.get(key) {
+                Some(v) => InputKey::Value(SecretString::from(v.to_string())),
+                None => InputKey::NoKey,
+            },
+        })
+    }
 }
 
 /// Annotation carrying the id of the operator's write that produced a Secret's version.
@@ -232,6 +259,19 @@ impl SecretStore for KubeSecrets {
                 Err(e.into())
             }
         }
+    }
+
+    async fn read_input(&self, name: &str, key: &str) -> Result<InputKey> {
+        let Some(secret) = self.api.get_opt(name).await? else {
+            return Ok(InputKey::NoSecret);
+        };
+        let Some(value) = secret.data.and_then(|mut data| data.remove(key)) else {
+            return Ok(InputKey::NoKey);
+        };
+        Ok(match String::from_utf8(value.0) {
+            Ok(text) => InputKey::Value(SecretString::from(text)),
+            Err(_) => InputKey::NotText,
+        })
     }
 
     async fn delete(&self, name: &str) -> Result<()> {

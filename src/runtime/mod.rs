@@ -72,9 +72,9 @@ fn governed_by<K: Managed>(
 }
 
 /// The operator's Secrets, metadata only (the watch needs owners and versions, never the
-/// payloads): a lost, edited or deleted Secret wakes its owner (an IamUser's keys and
-/// password, an IamRole's session credentials); the operator's own writes do not (they
-/// would cost a second reconcile of every owner).
+/// payloads): a lost, edited or deleted Secret wakes its owner (an IamRole's session
+/// credentials; IamUsers' Secrets come through [`user_secrets`]); the operator's own writes
+/// do not (they would cost a second reconcile of every owner).
 fn owned_secrets(
     client: &Client,
     ns: &Option<String>,
@@ -92,6 +92,61 @@ fn owned_secrets(
     )
     .touched_objects()
     .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
+}
+
+/// The user controller's Secret watch: every Secret in scope, metadata only, so that
+/// besides the user's own Secrets ([`owned_secrets`]' mapping, restricted to the operator's
+/// label) a Secret a user names as its chosen console password wakes it when it appears or
+/// changes ([`user_secret_wakes`]). One watch for both, not a second one on Secrets.
+fn user_secrets(
+    client: &Client,
+    ns: &Option<String>,
+    ctx: &Arc<Context>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
+{
+    let secrets: Api<PartialObjectMeta<Secret>> = match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let ctx = ctx.clone();
+    watch(secrets, watcher::Config::default())
+        .touched_objects()
+        .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
+}
+
+/// The users a Secret event wakes: its owner, for a Secret the operator manages (as
+/// `owns_stream` would map it), and every user in its namespace whose
+/// `spec.console.initialPasswordSecretRef` names it.
+fn user_secret_wakes(
+    secret: &PartialObjectMeta<Secret>,
+    users: &[Arc<IamUser>],
+) -> Vec<ObjectRef<IamUser>> {
+    let ns = secret.namespace();
+    let name = secret.name_any();
+    let managed = crate::k8s::secrets::MANAGED_BY_SELECTOR
+        .split_once('=')
+        .is_some_and(|(k, v)| secret.labels().get(k).is_some_and(|l| l == v));
+    let owners = secret
+        .owner_references()
+        .iter()
+        .filter(|o| {
+            managed
+                && o.kind == <IamUser as kube::Resource>::kind(&())
+                && o.api_version == <IamUser as kube::Resource>::api_version(&())
+        })
+        .map(|o| ObjectRef::<IamUser>::new(&o.name).within(ns.as_deref().unwrap_or_default()));
+    let choosing = users
+        .iter()
+        .filter(|u| {
+            u.namespace() == ns
+                && u.spec
+                    .console
+                    .as_ref()
+                    .and_then(|c| c.initial_password_secret_ref.as_ref())
+                    .is_some_and(|r| r.name == name)
+        })
+        .map(|u| ObjectRef::from_obj(u.as_ref()));
+    owners.chain(choosing).collect()
 }
 
 fn refs_policy(attachments: &[crate::api::PolicyAttachment], name: &str) -> bool {
@@ -399,6 +454,7 @@ pub async fn run(
         wakes.push((policy_wake, group_wake, user_wake, role_wake));
         let by_policy = user_ctl.store();
         let by_group = user_ctl.store();
+        let by_secret = user_ctl.store();
         let all_users = user_ctl.store();
         let user_ctl = user_ctl
             .watches_resilient(
@@ -406,7 +462,9 @@ pub async fn run(
                 wc.clone(),
                 governed_by(all_users, namespace_labels.clone()),
             )
-            .owns_stream(owned_secrets(&client, &ns, &ctx))
+            .watches_stream(user_secrets(&client, &ns, &ctx), move |s| {
+                user_secret_wakes(&s, &by_secret.state())
+            })
             .watches_resilient(policies, wc.clone(), move |p: IamPolicy| {
                 let ns = p.namespace();
                 let name = p.name_any();
@@ -503,5 +561,95 @@ pub async fn run(
         _ = namespace_watch => {}
         _ = readiness => {}
         _ = account_settings => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ConsoleSpec, IamUserSpec, PasswordSecretRef};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::api::ObjectMeta;
+
+    fn user(ns: &str, name: &str, chosen: Option<&str>) -> Arc<IamUser> {
+        let spec: IamUserSpec = serde_json::from_value(serde_json::json!({})).unwrap();
+        let mut u = IamUser::new(name, spec);
+        u.metadata.namespace = Some(ns.into());
+        u.spec.console = chosen.map(|secret| ConsoleSpec {
+            enabled: true,
+            initial_password_secret_ref: Some(PasswordSecretRef {
+                name: secret.into(),
+                key: "password".into(),
+            }),
+            ..Default::default()
+        });
+        Arc::new(u)
+    }
+
+    fn secret(
+        ns: &str,
+        name: &str,
+        managed: bool,
+        owner: Option<&str>,
+    ) -> PartialObjectMeta<Secret> {
+        let mut meta = ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        };
+        if managed {
+            meta.labels =
+                Some([("app.kubernetes.io/managed-by".into(), "iam-operator".into())].into());
+        }
+        meta.owner_references = owner.map(|o| {
+            vec![OwnerReference {
+                api_version: "iam.kubeop.dev/v1alpha1".into(),
+                kind: "IamUser".into(),
+                name: o.into(),
+                uid: "u".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]
+        });
+        PartialObjectMeta {
+            types: None,
+            metadata: meta,
+            _phantom: Default::default(),
+        }
+    }
+
+    fn names(refs: Vec<ObjectRef<IamUser>>) -> Vec<String> {
+        refs.into_iter()
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+            .collect()
+    }
+
+    #[test]
+    fn a_secret_wakes_its_owner_and_the_users_that_chose_a_password_in_it() {
+        let users = [
+            user("a", "alice", Some("first")),
+            user("a", "bob", Some("other")),
+            user("b", "carol", Some("first")),
+            user("a", "dora", None),
+        ];
+        // A person's Secret: the users of its namespace naming it, nobody else.
+        assert_eq!(
+            names(user_secret_wakes(
+                &secret("a", "first", false, None),
+                &users
+            )),
+            ["a/alice"]
+        );
+        assert!(user_secret_wakes(&secret("a", "unrelated", false, None), &users).is_empty());
+        // The operator's own Secret: its owner.
+        assert_eq!(
+            names(user_secret_wakes(
+                &secret("a", "dora-console", true, Some("dora")),
+                &users
+            )),
+            ["a/dora"]
+        );
+        // An owner reference without the operator's label is not the operator's Secret.
+        assert!(user_secret_wakes(&secret("a", "x", false, Some("dora")), &users).is_empty());
     }
 }

@@ -62,6 +62,10 @@ class PasswordPolicyViolation(IAMException):
     code = "PasswordPolicyViolation"  # HTTP 400 per the IAM model
 
 
+class InvalidUserType(IAMException):
+    code = "InvalidUserType"  # HTTP 400 per the IAM model
+
+
 def _conflict(message: str) -> DeleteConflictException:
     return DeleteConflictException(message)
 
@@ -364,8 +368,34 @@ def _patch_login_profiles() -> None:
             user.password_reset_required = reset_required
         return EmptyResult()
 
+    def change_password(self: IamResponse) -> Any:
+        # Absent from moto 5.2.5. IAM changes the password of the calling IAM user (the
+        # owner of the access key that signed the request), only when OldPassword is its
+        # current password; the new one must meet the password policy, and a required
+        # reset is then done.
+        old = self._get_param("OldPassword")
+        new = self._get_param("NewPassword")
+        user = self.backend.get_user_from_access_key_id(self.get_access_key())
+        if user is None:
+            raise InvalidUserType(
+                "The request was rejected because the type of user for the transaction was incorrect."
+            )
+        if not user.password:
+            raise NotFoundException(f"Login Profile for User {user.name} cannot be found.")
+        if old != user.password:
+            body = iam_error_body(
+                "AccessDenied",
+                "Either user is not authorized to perform iam:ChangePassword or entered password is not valid",
+            )
+            return 403, {"status": 403, "Content-Type": "text/xml"}, body
+        _check_password(self.backend, new)
+        user.password = new
+        user.password_reset_required = False
+        return EmptyResult()
+
     IamResponse.create_login_profile = create_login_profile
     IamResponse.update_login_profile = update_login_profile
+    IamResponse.change_password = change_password
 
 
 # --------------------------------------------------------------------------

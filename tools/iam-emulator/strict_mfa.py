@@ -6,7 +6,7 @@ authorizes IAM calls on users against the resource `*`, knows no policy variable
 (`${aws:username}`), passes no request context to conditions, and turns an `Allow` or
 `Deny` whose condition fails into an explicit deny. AWS's documented policy "allow
 MFA-authenticated IAM users to manage their own credentials" therefore denies everything,
-with or without MFA. moto also lacks `iam:ChangePassword`.
+with or without MFA.
 
 Here (README.md, "MFA sessions and self-service policies"):
 
@@ -15,8 +15,8 @@ Here (README.md, "MFA sessions and self-service policies"):
   `SerialNumber` of a device enabled on that user and a valid TOTP `TokenCode` were given;
 - requests signed by a user whose policies use what only IAM's evaluation can express (a
   condition key or policy variable listed in `CONTEXT_KEYS`) are evaluated as IAM does;
-  every other principal keeps moto's evaluation, which other tests describe and rely on;
-- `ChangePassword` is implemented.
+  every other principal keeps moto's evaluation, which other tests describe and rely on
+  (`ChangePassword`, which moto lacks, is in strict_iam.py).
 
 `totp()` needs only the standard library, and importing this module does not import moto,
 so other tests can compute a code with `python -c 'import strict_mfa; ...'`.
@@ -382,35 +382,6 @@ def _patch_self_user_name() -> None:
     IamResponse._get_param = _get_param
 
 
-def _patch_change_password() -> None:
-    from moto.core.responses import EmptyResult
-    from moto.iam import responses as iam_responses
-    from moto.iam.exceptions import IAMException, NotFoundException
-
-    import strict_iam
-
-    class InvalidUserType(IAMException):
-        code = "InvalidUserType"
-
-    def change_password(self: Any) -> Any:
-        user = self.backend.get_user_from_access_key_id(self.get_access_key())
-        if user is None:
-            raise InvalidUserType("ChangePassword must be signed by an IAM user's credentials.")
-        if not user.password:
-            raise NotFoundException(f"Login Profile for User {user.name} cannot be found.")
-        # IAM's API reference lists no error for a wrong old password; the code is the
-        # emulator's choice (the one other emulators use too).
-        if not hmac.compare_digest(str(self._get_param("OldPassword") or ""), user.password):
-            raise InvalidUserType("The old password is incorrect.")
-        new = self._get_param("NewPassword")
-        strict_iam._check_password(self.backend, new)
-        user.password = new
-        user.password_reset_required = False
-        return EmptyResult()
-
-    iam_responses.IamResponse.change_password = change_password
-
-
 # --------------------------------------------------------------------------
 # Authentication of session keys.
 # --------------------------------------------------------------------------
@@ -745,7 +716,6 @@ def install() -> None:
     _patch_get_session_token()
     _patch_caller_lookup()
     _patch_self_user_name()
-    _patch_change_password()
     _patch_authentication()
     _patch_trust_context()
     _patch_evaluation()

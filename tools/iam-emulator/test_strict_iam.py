@@ -844,6 +844,38 @@ def test_passwords_must_satisfy_the_password_policy(iam: Any) -> None:
     assert error_of(exc)[:2] == ("PasswordPolicyViolation", 400)
 
 
+def test_change_password_checks_the_old_password_of_the_calling_user(emu: Emulator, iam: Any) -> None:
+    iam.create_user(UserName="u")
+    iam.create_login_profile(UserName="u", Password="First-Passw0rd", PasswordResetRequired=True)
+    key = iam.create_access_key(UserName="u")["AccessKey"]
+    as_u = emu.client(key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+    with pytest.raises(ClientError) as exc:
+        as_u.change_password(OldPassword="Wrong-Passw0rd", NewPassword="Second-Passw0rd")
+    assert error_of(exc)[:2] == ("AccessDenied", 403)
+    with pytest.raises(ClientError) as exc:
+        as_u.change_password(OldPassword="First-Passw0rd", NewPassword="short")
+    assert error_of(exc)[:2] == ("PasswordPolicyViolation", 400)
+    profile = iam.get_login_profile(UserName="u")["LoginProfile"]
+    assert profile["PasswordResetRequired"] is True  # nothing changed so far
+    as_u.change_password(OldPassword="First-Passw0rd", NewPassword="Second-Passw0rd")
+    assert iam.get_login_profile(UserName="u")["LoginProfile"]["PasswordResetRequired"] is False
+    # The old password no longer works; the new one does.
+    with pytest.raises(ClientError) as exc:
+        as_u.change_password(OldPassword="First-Passw0rd", NewPassword="Third-Passw0rd")
+    assert error_of(exc)[:2] == ("AccessDenied", 403)
+    as_u.change_password(OldPassword="Second-Passw0rd", NewPassword="Third-Passw0rd")
+    # Only IAM users change their own password; a user without a login profile has none.
+    with pytest.raises(ClientError) as exc:
+        iam.change_password(OldPassword="Third-Passw0rd", NewPassword="Fourth-Passw0rd")
+    assert error_of(exc)[:2] == ("InvalidUserType", 400)
+    iam.create_user(UserName="v")
+    key = iam.create_access_key(UserName="v")["AccessKey"]
+    as_v = emu.client(key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+    with pytest.raises(ClientError) as exc:
+        as_v.change_password(OldPassword="x", NewPassword="Fifth-Passw0rd")
+    assert error_of(exc)[:2] == ("NoSuchEntity", 404)
+
+
 # ---------------------------------------------------------------- service-specific credentials
 
 

@@ -149,7 +149,7 @@ def test_mfa_required_user_manages_its_own_mfa_then_works_with_an_mfa_session(mf
 
     # What the Deny leaves: its own password, a virtual MFA device enabled on itself.
     alice.change_password(OldPassword=PASSWORD, NewPassword=NEW_PASSWORD)
-    refused("InvalidUserType", alice.change_password, OldPassword=PASSWORD, NewPassword="Another-Passw0rd!")
+    refused("AccessDenied", alice.change_password, OldPassword=PASSWORD, NewPassword="Another-Passw0rd!")
     assert alice.get_user()["User"]["Arn"] == user_arn("alice")
     assert alice.get_user(UserName="alice")["User"]["UserName"] == "alice"
     device = alice.create_virtual_mfa_device(VirtualMFADeviceName="alice", Path=PATH)["VirtualMFADevice"]
