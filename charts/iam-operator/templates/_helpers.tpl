@@ -44,8 +44,10 @@ ClusterRole and the per-namespace Roles). Each verb is one the code uses; none m
 - apiGroups: ["iam.kubeop.dev"]
   resources: ["iampolicies/status", "iamgroups/status", "iamusers/status", "iamroles/status"]
   verbs: ["patch"]
-# get: a credential Secret's content and owner; list, watch: the metadata watch of the
-# Secrets it manages (a lost or edited Secret wakes its user); create: a server-side apply
+# get: a credential Secret's content and owner, and a chosen first console password
+# (spec.console.initialPasswordSecretRef); list, watch: the metadata watch of Secrets (a
+# lost or edited credential Secret, or a chosen password's Secret appearing, wakes its
+# user); create: a server-side apply
 # that creates a Secret needs it, and so does the dry-run create that asks whether the
 # namespace is terminating; patch: server-side apply of a Secret, and removing the owner
 # when a Retain user is deleted; delete: a replaced credential's or a deleted user's Secret.
