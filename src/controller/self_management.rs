@@ -67,8 +67,8 @@ pub fn desired(
 }
 
 /// The spec setting an operator-written self-management policy stands for, recognised by
-/// its name (for `iam-operator import`, which turns it back into the setting rather than an
-/// attachment that the namespace's rules would refuse).
+/// its name: what reads IAM back into specs prints the setting, not an attachment that the
+/// namespace's rules would refuse.
 pub fn setting_of(policy_arn: &str) -> Option<&'static str> {
     let name = policy_arn.rsplit('/').next()?;
     if name.starts_with("iam-operator-mfa-required-") {
