@@ -1454,7 +1454,7 @@ spec:
         "dev",
         &[],
         &format!(
-            "  groups: [{{groupRef: {{name: devs}}}}]\n  policies: [{{policyRef: {{name: reader}}}}]\n  permissionsBoundary: {{arn: \"arn:aws:iam::aws:policy/PowerUserAccess\"}}\n  inlinePolicies:\n    - name: own\n      document: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"sts:GetCallerIdentity\", Resource: \"*\"}}]}}\n  console:\n    enabled: true\n    passwordResetRequired: true\n{}",
+            "  groups: [{{groupRef: {{name: devs}}}}]\n  policies: [{{policyRef: {{name: reader}}}}]\n  permissionsBoundary: {{arn: \"arn:aws:iam::aws:policy/PowerUserAccess\"}}\n  inlinePolicies:\n    - name: own\n      document: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"sts:GetCallerIdentity\", Resource: \"*\"}}]}}\n  console:\n    enabled: true\n    passwordResetRequired: true\n    mfa: {{required: true}}\n{}",
             key_spec("    gracePeriod: 1s\n")
         ),
     );
@@ -1469,8 +1469,49 @@ spec:
     .await;
     assert!(!c.keys("dev").await.contains_key(&first));
     c.annotate("dev", RESET, "1").await;
-    c.wait_settled("dev").await;
+    let user = c.wait_settled("dev").await;
     assert_eq!(login_profile(&c, "dev").await, Some(true));
+    // MFA required: the operator wrote its self-management policy and attached it.
+    let mfa_policy = user
+        .status
+        .and_then(|s| s.console)
+        .and_then(|c| c.self_management_policy)
+        .expect("the self-management policy in status");
+    let attached = c
+        .iam
+        .list_attached_user_policies()
+        .user_name("dev")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        attached
+            .attached_policies()
+            .iter()
+            .any(|p| p.policy_arn() == Some(mfa_policy.as_str())),
+        "{attached:?}"
+    );
+
+    // The account's alias (cluster-scoped; a name of this test's own).
+    let settings = format!("documented-{ns}");
+    c.apply(&format!(
+        "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamAccountSettings\nmetadata: {{name: {settings}}}\nspec:\n  accountAlias: documented-policy\n"
+    ));
+    let out = c.cp.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        &format!("iamaccountsettings/{settings}"),
+        "--timeout=90s",
+    ]);
+    assert!(
+        out.status.success(),
+        "the account settings did not become Ready under the documented policy: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    let aliases = c.iam.list_account_aliases().send().await.unwrap();
+    assert_eq!(aliases.account_aliases(), ["documented-policy"]);
+    c.cp.kubectl_ok(&["delete", "iamaccountsettings", &settings]);
 
     // A role with everything a role can have: its life cycle needs nothing more either.
     c.apply(&format!(
