@@ -1119,11 +1119,15 @@ async fn run_examples(
         ]),
         role_arn
     );
-    let (alice, bob) = (format!("{examples_ns}-alice"), format!("{examples_ns}-bob"));
+    let (alice, bob, carol) = (
+        format!("{examples_ns}-alice"),
+        format!("{examples_ns}-bob"),
+        format!("{examples_ns}-carol"),
+    );
     let group = format!("{examples_ns}-developers");
     assert_eq!(
         read::group_members(&aws, &group).await,
-        BTreeSet::from([alice.clone(), bob.clone()])
+        BTreeSet::from([alice.clone(), bob.clone(), carol.clone()])
     );
     let client = cp.client().await;
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
@@ -1149,7 +1153,7 @@ async fn run_examples(
         ],
     );
     assert_ok(cp, &op, &examples_ns, "kubectl delete", &out);
-    for user in [&alice, &bob] {
+    for user in [&alice, &bob, &carol] {
         assert!(
             !read::user_exists(&aws, user).await,
             "IAM user {user} left behind"
