@@ -509,8 +509,21 @@ async fn twenty_percent_faults_converge_without_duplicates_orphans_or_flapping()
     tokio::time::sleep(Duration::from_secs(10)).await;
     let faults = control(&w.emu, reqwest::Method::GET, "/_emulator/faults", None).await;
     control(&w.emu, reqwest::Method::DELETE, "/_emulator/faults", None).await;
-    let metrics = w.op.as_ref().unwrap().metrics().expect("metrics");
-    let calls = w.emu.calls().await;
+    // The emulator counts a request when it arrives, the operator when its answer does
+    // (up to the 1.5 s delay later): they are compared once no request is in flight,
+    // i.e. once the operator's count has caught up (the assertions below say what differs
+    // if it never does).
+    let iam_calls = |m: &str| metric_sum(m, "iam_operator_iam_calls_total", &[]);
+    let settle_by = Instant::now() + Duration::from_secs(20);
+    let (metrics, calls) = loop {
+        let metrics = w.op.as_ref().unwrap().metrics().expect("metrics");
+        let calls = w.emu.calls().await;
+        let served: u64 = calls.values().sum();
+        if iam_calls(&metrics) == served as f64 || Instant::now() > settle_by {
+            break (metrics, calls);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let hits: BTreeMap<String, u64> = faults["faults"]
         .as_array()
         .unwrap()
