@@ -331,17 +331,25 @@ async fn the_policy_is_never_taken_over_and_is_restored_when_changed_out_of_band
         (now == written).then_some(())
     })
     .await;
-    let events = cp.kubectl_ok(&[
-        "get",
-        "events",
-        "-n",
-        &ns,
-        "--field-selector",
-        "involvedObject.name=bob",
-        "-o",
-        "jsonpath={.items[*].message}",
-    ]);
-    assert!(events.contains("Restored IAM policy"), "{events}");
+    // The event is published when the reconcile that restored it completes.
+    eventually(
+        "the Restored IAM policy event",
+        Duration::from_secs(30),
+        || async {
+            let events = cp.kubectl_ok(&[
+                "get",
+                "events",
+                "-n",
+                &ns,
+                "--field-selector",
+                "involvedObject.name=bob",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ]);
+            events.contains("Restored IAM policy").then_some(())
+        },
+    )
+    .await;
 
     // Its last user deleted, the policy goes too (with its extra version).
     cp.kubectl_ok(&["delete", "iamuser", "bob", "-n", &ns, "--timeout=120s"]);
