@@ -22,15 +22,6 @@ fn settings(name: &str, spec: &str) -> String {
     )
 }
 
-fn apply_ok(cp: &ControlPlane, manifest: &str) {
-    let out = cp.apply(manifest);
-    assert!(
-        out.status.success(),
-        "apply failed: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn object(cp: &ControlPlane, name: &str) -> serde_json::Value {
     let out = cp.kubectl_ok(&["get", "iamaccountsettings", name, "-o", "json"]);
     serde_json::from_str(&out).unwrap()
@@ -86,9 +77,7 @@ async fn account_settings_are_applied_repaired_and_drive_console_users() {
     let client = cp.client().await;
 
     // Applied: alias, password policy, sign-in URL, posture.
-    apply_ok(
-        cp,
-        &settings(
+    cp.apply_ok(&settings(
             "default",
             "  accountAlias: acme-dev\n  passwordPolicy:\n    minimumPasswordLength: 12\n    requireSymbols: true\n    allowUsersToChangePassword: true\n",
         ),
@@ -160,9 +149,7 @@ async fn account_settings_are_applied_repaired_and_drive_console_users() {
 
     // A console user: its Secret carries the alias's sign-in URL; its password follows
     // the policy (12 is below the generator's floor of 24).
-    apply_ok(
-        cp,
-        &format!(
+    cp.apply_ok(&format!(
             "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamUser\nmetadata: {{name: carol, namespace: {ns}}}\nspec:\n  userName: {ns}-carol\n  console:\n    enabled: true\n"
         ),
     );
@@ -187,9 +174,7 @@ async fn account_settings_are_applied_repaired_and_drive_console_users() {
     .await;
 
     // A changed policy changes the generated passwords: minimum 40, then a reset.
-    apply_ok(
-        cp,
-        &settings(
+    cp.apply_ok(&settings(
             "default",
             "  accountAlias: acme-dev\n  passwordPolicy:\n    minimumPasswordLength: 40\n    requireSymbols: true\n    allowUsersToChangePassword: true\n",
         ),
@@ -220,7 +205,7 @@ async fn account_settings_are_applied_repaired_and_drive_console_users() {
     assert_eq!(password.len(), 40);
 
     // A second object for the same account is refused, and changes nothing.
-    apply_ok(cp, &settings("second", "  accountAlias: someone-else\n"));
+    cp.apply_ok(&settings("second", "  accountAlias: someone-else\n"));
     let stalled = eventually(
         "the second object Stalled",
         Duration::from_secs(60),
@@ -240,7 +225,7 @@ async fn account_settings_are_applied_repaired_and_drive_console_users() {
     cp.kubectl_ok(&["delete", "iamaccountsettings", "second"]);
 
     // Removing passwordPolicy deletes the account's policy; the alias stays.
-    apply_ok(cp, &settings("default", "  accountAlias: acme-dev\n"));
+    cp.apply_ok(&settings("default", "  accountAlias: acme-dev\n"));
     eventually(
         "the password policy deleted",
         Duration::from_secs(60),

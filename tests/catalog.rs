@@ -856,15 +856,6 @@ spec:
   accessKey: {enabled: true}
 "#;
 
-fn apply_ok(cp: &ControlPlane, manifest: &str) {
-    let out = cp.apply(manifest);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 async fn wait_ready(client: &kube::Client, kind: &str, ns: &str, name: &str) {
     let deadline = Instant::now() + OUTCOME_WITHIN;
     loop {
@@ -917,12 +908,10 @@ async fn hostile_catalog_is_refused_or_harmless_and_changes_nothing_else() {
     let emulator = Emulator::start();
     let iam = aws_sdk_iam::Client::new(&support::sdk_config(&emulator.url));
     for (ns, tenant) in [("tenant-a", "a"), ("tenant-b", "b"), ("tenant-c", "c")] {
-        apply_ok(
-            cp,
-            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"tenant": tenant}}}).to_string(),
+        cp.apply_ok(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"tenant": tenant}}}).to_string(),
         );
     }
-    apply_ok(cp, TENANCY);
+    cp.apply_ok(TENANCY);
     administrators_world(&iam).await;
     let watch = NAMESPACES.join(",");
     let op = Operator::start(
@@ -940,7 +929,7 @@ async fn hostile_catalog_is_refused_or_harmless_and_changes_nothing_else() {
         &[("IAM_OPERATOR_OIDC_PROVIDER_ARN", OIDC_PROVIDER)],
     );
     let client = cp.client().await;
-    apply_ok(cp, TENANT_B);
+    cp.apply_ok(TENANT_B);
     for (kind, name) in [
         ("IamPolicy", "b-shared"),
         ("IamGroup", "b-team"),

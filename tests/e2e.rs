@@ -271,7 +271,7 @@ spec:
   accessKey: {{enabled: true}}
 "#
     );
-    apply_ok(cp, &manifest);
+    cp.apply_ok(&manifest);
     wait_ready(cp, &op, &ns, &["iampolicy,iamgroup,iamuser", "--all"], 180);
     let policy_arn = format!("arn:aws:iam::{ACCOUNT}:policy/{policy}");
     // Everything exists before the namespace goes, so "gone" below means cleaned up.
@@ -314,7 +314,7 @@ async fn adopted_group_is_never_taken_from_another_namespace() {
             "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamGroup\nmetadata: {{name: shared, namespace: {ns}{annotations}}}\nspec:\n  groupName: {group}\n  policies: [{{arn: arn:aws:iam::aws:policy/ReadOnlyAccess}}]\n"
         )
     };
-    apply_ok(cp, &manifest(&first, ""));
+    cp.apply_ok(&manifest(&first, ""));
     wait_ready(cp, &op, &first, &["iamgroup/shared"], 60);
     // The second namespace may adopt that very group (its tenancy policy lists it): only
     // the other IamGroup's claim stands in the way.
@@ -324,16 +324,14 @@ async fn adopted_group_is_never_taken_from_another_namespace() {
         &second,
         &format!("claim-test={second}"),
     ]);
-    apply_ok(
-        cp,
-        &format!(
+    cp.apply_ok(&format!(
             "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamTenancyPolicy\nmetadata: {{name: {second}}}\nspec:\n  namespaceSelector: {{matchLabels: {{claim-test: {second}}}}}\n  path: /\n  adoption: true\n  allowedGroups: [{group}]\n  allowedPolicyArns: [arn:aws:iam::aws:policy/ReadOnlyAccess]\n"
         ),
     );
-    apply_ok(
-        cp,
-        &manifest(&second, ", annotations: {iam.kubeop.dev/adopt: \"true\"}"),
-    );
+    cp.apply_ok(&manifest(
+        &second,
+        ", annotations: {iam.kubeop.dev/adopt: \"true\"}",
+    ));
     let stalled = kubectl_with_operator(
         cp,
         &op,
@@ -395,10 +393,8 @@ async fn drift_scan_repairs_out_of_band_changes_between_resyncs() {
     let op = Operator::start(cp, &emulator.url, &args, &[]);
     let (group, user) = (format!("{ns}-devs"), format!("{ns}-erin"));
     const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
-    apply_ok(
-        cp,
-        &format!(
-            r#"apiVersion: iam.kubeop.dev/v1alpha1
+    cp.apply_ok(&format!(
+        r#"apiVersion: iam.kubeop.dev/v1alpha1
 kind: IamGroup
 metadata: {{name: devs, namespace: {ns}}}
 spec:
@@ -412,8 +408,7 @@ spec:
   userName: {user}
   groups: [{{groupRef: {{name: devs}}}}]
 "#
-        ),
-    );
+    ));
     wait_ready(cp, &op, &ns, &["iamgroup/devs", "iamuser/erin"], 60);
     // A scan sees the operator's own changes once and wakes their objects, which then find
     // IAM as they want it. Those reconciles have run once a window of two whole scan
@@ -499,9 +494,7 @@ async fn group_created_just_before_a_crash_is_still_ours() {
         &watch,
         &[("IAM_OPERATOR_FAILPOINT", "after-create-group")],
     );
-    apply_ok(
-        cp,
-        &format!(
+    cp.apply_ok(&format!(
             "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamGroup\nmetadata: {{name: devs, namespace: {ns}}}\nspec:\n  groupName: {group}\n  policies: [{{arn: arn:aws:iam::aws:policy/ReadOnlyAccess}}]\n"
         ),
     );
@@ -624,15 +617,6 @@ fn assert_ok(cp: &ControlPlane, op: &Operator, ns: &str, what: &str, out: &std::
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&state.stdout),
         tail(&op.logs(), 80)
-    );
-}
-
-fn apply_ok(cp: &ControlPlane, manifest: &str) {
-    let out = cp.apply(manifest);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -209,15 +209,6 @@ fn role(name: &str, path: &str, policy_ref: &str) -> String {
     )
 }
 
-fn apply_ok(cp: &ControlPlane, manifest: &str) {
-    let out = cp.apply(manifest);
-    assert!(
-        out.status.success(),
-        "apply failed: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn generation_message(obj: &Value) -> String {
     let generation = obj["metadata"]["generation"].as_i64().unwrap();
     match obj["status"]["observedGeneration"].as_i64() {
@@ -252,9 +243,7 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
     );
 
     // A tenancy policy that selects no namespace: it exists, nothing more happens to it.
-    apply_ok(
-        cp,
-        &format!(
+    cp.apply_ok(&format!(
             "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamTenancyPolicy\nmetadata: {{name: {TENANCY}}}\nspec:\n  namespaceSelector:\n    matchLabels: {{iam.kubeop.dev/tenant: nobody}}\n"
         ),
     );
@@ -274,7 +263,7 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
         user("outside", "/elsewhere/", "reader"),
         role("outside", "/elsewhere/", "reader"),
     ] {
-        apply_ok(cp, &m);
+        cp.apply_ok(&m);
     }
 
     let mut cases = Vec::new();
@@ -382,7 +371,7 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
             "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamAccountSettings\nmetadata: {{name: {name}}}\nspec:\n  accountAlias: {alias}\n"
         )
     };
-    apply_ok(cp, &account_settings(ACCOUNT_SETTINGS, "health-dev"));
+    cp.apply_ok(&account_settings(ACCOUNT_SETTINGS, "health-dev"));
     let (obj, yaml) = wait_for(
         cp,
         &op,
@@ -401,7 +390,7 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
         obj,
         yaml,
     });
-    apply_ok(cp, &account_settings(SECOND_SETTINGS, "health-other"));
+    cp.apply_ok(&account_settings(SECOND_SETTINGS, "health-other"));
     let (obj, yaml) = wait_for(
         cp,
         &op,
@@ -493,10 +482,7 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
         obj,
         yaml,
     });
-    apply_ok(
-        cp,
-        &account_settings("health-account-fresh", "health-fresh"),
-    );
+    cp.apply_ok(&account_settings("health-account-fresh", "health-fresh"));
     let (obj, yaml) = get_yaml(cp, "IamAccountSettings", "health-account-fresh");
     assert!(obj.get("status").is_none(), "{obj:#}");
     cases.push(Case {
@@ -514,7 +500,7 @@ fn every_kind_in_every_state_argocd_kstatus_and_kubectl_wait_agree() {
         user("fresh", "/health/", "reader"),
         role("fresh", "/health/", "reader"),
     ] {
-        apply_ok(cp, &m);
+        cp.apply_ok(&m);
     }
     for kind in ["IamPolicy", "IamGroup", "IamUser", "IamRole"] {
         let (obj, yaml) = get_yaml(cp, kind, "fresh");

@@ -753,7 +753,7 @@ async fn namespaced_release_gets_roles_in_its_namespaces_only() {
     let examples_ns = format!("helm-ns-ex-{}", std::process::id());
     let examples = examples_for(&examples_ns);
     // The examples' namespace first: the release puts a Role there.
-    apply_ok(cp, &examples[0]);
+    cp.apply_ok(&examples[0]);
     let other = cp.namespace("helm-ns-other");
     let unwatched = cp.namespace("helm-ns-unwatched");
     let chart = chart();
@@ -1084,7 +1084,7 @@ async fn run_examples(
     let op = Operator::start(cp, &emulator.url, &[], &env);
 
     for manifest in &examples {
-        apply_ok(cp, manifest);
+        cp.apply_ok(manifest);
     }
     wait_ready(
         cp,
@@ -1319,15 +1319,6 @@ fn kubectl_stdin(cp: &ControlPlane, args: &[&str], input: &str) -> Output {
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn apply_ok(cp: &ControlPlane, manifest: &str) {
-    let out = cp.apply(manifest);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Panics with the objects' state and the operator's log when `out` failed.

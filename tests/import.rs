@@ -103,9 +103,7 @@ async fn populate(aws: &aws_sdk_iam::Client) {
 /// IamPolicy, so the adoption test names none.
 fn tenancy(cp: &ControlPlane, ns: &str, extra: &str) {
     cp.kubectl_ok(&["label", "namespace", ns, &format!("import-test={ns}")]);
-    apply_ok(
-        cp,
-        &format!(
+    cp.apply_ok(&format!(
             "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamTenancyPolicy\nmetadata: {{name: {ns}}}\nspec:\n  namespaceSelector: {{matchLabels: {{import-test: {ns}}}}}\n  path: /acme/\n  adoption: true\n  allowedGroups: [Devs]\n  allowedPolicyArns: ['{READ_ONLY}'{extra}]\n"
         ),
     );
@@ -244,7 +242,7 @@ async fn imported_account_is_adopted_with_only_ownership_tag_writes() {
     );
 
     let op = Operator::start(cp, &emulator.url, &["--watch-namespace", &ns], &[]);
-    apply_ok(cp, &manifests);
+    cp.apply_ok(&manifests);
     wait_ready(cp, &op, &ns, &["iampolicy,iamgroup,iamuser", "--all"], 180);
     // Let a second round of reconciles (status writes wake them) pass before counting.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
@@ -283,7 +281,7 @@ async fn copied_user_gets_the_same_permissions() {
     );
     assert!(!manifest.contains("iam.kubeop.dev/adopt"), "{manifest}");
     let op = Operator::start(cp, &emulator.url, &["--watch-namespace", &ns], &[]);
-    apply_ok(cp, &manifest);
+    cp.apply_ok(&manifest);
     wait_ready(cp, &op, &ns, &["iamuser/bob"], 120);
 
     assert_eq!(
@@ -304,15 +302,6 @@ async fn copied_user_gets_the_same_permissions() {
         Some(format!("arn:aws:iam::{ACCOUNT}:policy/acme/team-boundary"))
     );
     cp.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
-}
-
-fn apply_ok(cp: &ControlPlane, manifest: &str) {
-    let out = cp.apply(manifest);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `kubectl wait --for=condition=Ready` on `targets` in `ns`; on failure, the objects and

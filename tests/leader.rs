@@ -452,15 +452,6 @@ async fn allowed_action(aws: &aws_sdk_iam::Client, arn: &str) -> String {
     doc["Statement"][0]["Action"].as_str().unwrap().to_string()
 }
 
-fn apply_ok(cp: &ControlPlane, manifest: &str) {
-    let out = cp.apply(manifest);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The operators' election timings: 4 s lease, 3 s renew deadline, 500 ms retry period.
 const OPERATOR_RETRY: Duration = Duration::from_millis(500);
 /// How late the emulator answers the call A is paused in; far longer than it takes to stop
@@ -537,7 +528,7 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
         &args,
         &[("AWS_ACCESS_KEY_ID", "leaderB"), ("HOSTNAME", "leader-b")],
     );
-    apply_ok(cp, &policy_manifest(&ns, "s3:GetObject"));
+    cp.apply_ok(&policy_manifest(&ns, "s3:GetObject"));
     let arn = eventually("the policy to be Ready", Duration::from_secs(60), || {
         ready_arn(&policies, 1)
     })
@@ -561,7 +552,7 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
     let lists_before = count_of(&calls, "leaderA", "ListPolicyVersions");
     delay_next(&emulator, "ListPolicyVersions", HELD_ANSWER).await;
     let changed = Instant::now();
-    apply_ok(cp, &policy_manifest(&ns, "s3:ListBucket"));
+    cp.apply_ok(&policy_manifest(&ns, "s3:ListBucket"));
     let asked_after = call_arrived(
         &emulator,
         "leaderA",
@@ -633,7 +624,7 @@ async fn a_paused_leader_is_replaced_and_writes_nothing_to_iam_after_it_resumes(
     })
     .await;
     assert_eq!(allowed_action(&aws, &arn).await, "s3:ListBucket");
-    apply_ok(cp, &policy_manifest(&ns, "s3:PutObject"));
+    cp.apply_ok(&policy_manifest(&ns, "s3:PutObject"));
     eventually(
         "B to apply the next change",
         Duration::from_secs(60),

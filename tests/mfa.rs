@@ -17,15 +17,6 @@ use support::read::user_policies;
 
 const ACCOUNT: &str = "123456789012";
 
-fn apply_ok(cp: &ControlPlane, manifest: &str) {
-    let out = cp.apply(manifest);
-    assert!(
-        out.status.success(),
-        "apply failed: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn user_manifest(ns: &str, name: &str, path: &str, console: &str) -> String {
     format!(
         "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamUser\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  userName: {ns}-{name}\n  path: {path}\n  console:\n    enabled: true\n{console}"
@@ -122,10 +113,12 @@ async fn mfa_required_attaches_the_documented_policy_and_status_shows_the_device
     let mfa_arn = policy_arn("/people/", true, true);
     let self_service_arn = policy_arn("/people/", false, true);
 
-    apply_ok(
-        cp,
-        &user_manifest(&ns, "alice", "/people/", "    mfa: {required: true}\n"),
-    );
+    cp.apply_ok(&user_manifest(
+        &ns,
+        "alice",
+        "/people/",
+        "    mfa: {required: true}\n",
+    ));
     wait_ready(cp, &op, &ns, "alice");
     assert!(
         user_policies(&aws, &user).await.contains(&mfa_arn),
@@ -204,10 +197,12 @@ async fn mfa_required_attaches_the_documented_policy_and_status_shows_the_device
     assert!(!printed.to_lowercase().contains("seed"), "{printed}");
 
     // selfService instead of MFA: the plain policy replaces the MFA one.
-    apply_ok(
-        cp,
-        &user_manifest(&ns, "alice", "/people/", "    selfService: true\n"),
-    );
+    cp.apply_ok(&user_manifest(
+        &ns,
+        "alice",
+        "/people/",
+        "    selfService: true\n",
+    ));
     eventually(
         "the self-service policy in place of the MFA one",
         Duration::from_secs(60),
@@ -222,7 +217,7 @@ async fn mfa_required_attaches_the_documented_policy_and_status_shows_the_device
     assert!(sids(&doc).contains(&"AllowManageOwnAccessKeys".to_string()));
 
     // Neither: no operator policy stays attached.
-    apply_ok(cp, &user_manifest(&ns, "alice", "/people/", ""));
+    cp.apply_ok(&user_manifest(&ns, "alice", "/people/", ""));
     eventually(
         "the operator's policies detached",
         Duration::from_secs(60),
@@ -292,10 +287,12 @@ async fn the_policy_is_never_taken_over_and_is_restored_when_changed_out_of_band
         .send()
         .await
         .unwrap();
-    apply_ok(
-        cp,
-        &user_manifest(&ns, "bob", "/ops/", "    mfa: {required: true}\n"),
-    );
+    cp.apply_ok(&user_manifest(
+        &ns,
+        "bob",
+        "/ops/",
+        "    mfa: {required: true}\n",
+    ));
     let (_, reason, message) = eventually("bob refused", Duration::from_secs(60), || async {
         ready(&object(cp, &ns, "bob")).filter(|(s, r, _)| s == "False" && r == "NameConflict")
     })
@@ -407,13 +404,10 @@ async fn a_user_that_requires_mfa_can_only_enrol_until_signed_in_with_mfa() {
     );
     let user = format!("{ns}-carol");
     let read_only = "  policies:\n  - arn: arn:aws:iam::aws:policy/IAMReadOnlyAccess\n  accessKey:\n    enabled: true\n";
-    apply_ok(
-        cp,
-        &format!(
-            "{}{read_only}",
-            user_manifest(&ns, "carol", "/people/", "    mfa: {required: true}\n")
-        ),
-    );
+    cp.apply_ok(&format!(
+        "{}{read_only}",
+        user_manifest(&ns, "carol", "/people/", "    mfa: {required: true}\n")
+    ));
     wait_ready(cp, &op, &ns, "carol");
     let client = cp.client().await;
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
@@ -509,10 +503,10 @@ async fn a_user_that_requires_mfa_can_only_enrol_until_signed_in_with_mfa() {
 
     // MFA no longer required: the deny is detached and the long-term key works again,
     // so it was the operator's policy that blocked it.
-    apply_ok(
-        cp,
-        &format!("{}{read_only}", user_manifest(&ns, "carol", "/people/", "")),
-    );
+    cp.apply_ok(&format!(
+        "{}{read_only}",
+        user_manifest(&ns, "carol", "/people/", "")
+    ));
     eventually(
         "ListUsers without MFA once MFA is not required",
         Duration::from_secs(60),

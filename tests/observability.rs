@@ -181,15 +181,6 @@ impl Endpoints {
     }
 }
 
-fn apply_ok(cp: &ControlPlane, manifest: &str) {
-    let out = cp.apply(manifest);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// An object as JSON, if it exists.
 fn object(cp: &ControlPlane, ns: &str, kind: &str, name: &str) -> Option<serde_json::Value> {
     let out = cp.kubectl(&["get", kind, name, "-n", ns, "-o", "json"]);
@@ -343,9 +334,7 @@ async fn scraped_series_match_conditions_errors_throttling_and_key_ages() {
     // A user created outside the operator: an IamUser naming it is a NameConflict (Stalled).
     let taken = format!("{ns}-taken");
     aws.create_user().user_name(&taken).send().await.unwrap();
-    apply_ok(
-        cp,
-        &format!(
+    cp.apply_ok(&format!(
             r#"apiVersion: iam.kubeop.dev/v1alpha1
 kind: IamPolicy
 metadata: {{name: reader, namespace: {ns}}}
@@ -382,9 +371,7 @@ spec:
     emulator
         .fail("CreateUser", "Throttling", 400, THROTTLED)
         .await;
-    apply_ok(
-        cp,
-        &format!(
+    cp.apply_ok(&format!(
             "apiVersion: iam.kubeop.dev/v1alpha1\nkind: IamUser\nmetadata: {{name: bob, namespace: {ns}}}\nspec:\n  userName: {ns}-bob\n"
         ),
     );
@@ -741,9 +728,7 @@ async fn text_logs_in_a_file_have_no_colour_codes() {
     args.extend(ep.args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let op = Operator::start(cp, &emulator.url, &args, &[]);
-    apply_ok(
-        cp,
-        &format!(
+    cp.apply_ok(&format!(
             r#"apiVersion: iam.kubeop.dev/v1alpha1
 kind: IamPolicy
 metadata: {{name: reader, namespace: {ns}}}
@@ -817,17 +802,13 @@ async fn readyz_waits_until_the_watches_can_list() {
         )
     };
     let cluster_role = format!("{ns}-reader");
-    apply_ok(
-        cp,
-        &grant(
+    cp.apply_ok(&grant(
             "ClusterRole",
             &cluster_role,
             "  - {apiGroups: [iam.kubeop.dev], resources: [iamtenancypolicies], verbs: [get, list, watch]}\n  - {apiGroups: [''], resources: [namespaces], verbs: [get, list, watch]}\n",
         ),
     );
-    apply_ok(
-        cp,
-        &grant(
+    cp.apply_ok(&grant(
             "Role",
             "all-but-users",
             "  - {apiGroups: [iam.kubeop.dev], resources: [iampolicies, iamgroups, iamroles], verbs: [get, list, watch, patch]}\n  - {apiGroups: [iam.kubeop.dev], resources: [iampolicies/status, iamgroups/status, iamroles/status], verbs: [patch]}\n  - {apiGroups: [''], resources: [secrets, serviceaccounts], verbs: [get, list, watch]}\n  - {apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}\n",
@@ -872,14 +853,11 @@ async fn readyz_waits_until_the_watches_can_list() {
     }
     assert_eq!(ep.scrape().value("iam_operator_ready", &[]), 0.0);
 
-    apply_ok(
-        cp,
-        &grant(
-            "Role",
-            "users",
-            "  - {apiGroups: [iam.kubeop.dev], resources: [iamusers], verbs: [get, list, watch]}\n",
-        ),
-    );
+    cp.apply_ok(&grant(
+        "Role",
+        "users",
+        "  - {apiGroups: [iam.kubeop.dev], resources: [iamusers], verbs: [get, list, watch]}\n",
+    ));
     let granted = Instant::now();
     eventually(
         "/readyz answers 200 once IamUsers can be listed",

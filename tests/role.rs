@@ -708,15 +708,6 @@ fn issuer_of_the_provider_is_the_condition_prefix() {
 
 // End to end: the control plane, the operator binary and the emulator.
 
-fn apply_ok(cp: &ControlPlane, manifest: &str) {
-    let out = cp.apply(manifest);
-    assert!(
-        out.status.success(),
-        "kubectl apply failed: {}\n{manifest}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn wait_ready(cp: &ControlPlane, op: &Operator, ns: &str, target: &str) {
     wait_ready_within(cp, op, ns, target, 90)
 }
@@ -827,7 +818,7 @@ spec:
         )
     };
     // The role arrives before its ServiceAccount: it waits, and never creates it.
-    apply_ok(cp, &manifest("{name: app}"));
+    cp.apply_ok(&manifest("{name: app}"));
     until(
         &op,
         "the role in IAM",
@@ -862,12 +853,9 @@ spec:
         !get.status.success(),
         "the operator created the ServiceAccount"
     );
-    apply_ok(
-        cp,
-        &format!(
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: app, namespace: {ns}}}\n"
-        ),
-    );
+    cp.apply_ok(&format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: app, namespace: {ns}}}\n"
+    ));
     // Woken by the ServiceAccount watch: the backstop requeue of a waiting role is a
     // minute away.
     wait_ready_within(cp, &op, &ns, "iamrole/app", 20);
@@ -934,10 +922,7 @@ spec:
         );
     }
     let before = op.reconciles("IamRole");
-    apply_ok(
-        cp,
-        &manifest("{name: app}").replace("  trust:\n", "  tags: {tier: web}\n  trust:\n"),
-    );
+    cp.apply_ok(&manifest("{name: app}").replace("  trust:\n", "  tags: {tier: web}\n  trust:\n"));
     until(&op, "the tag in IAM", Duration::from_secs(60), async || {
         let out = aws.list_role_tags().role_name(&role).send().await.unwrap();
         out.tags()
@@ -1014,10 +999,7 @@ spec:
     .await;
 
     // No longer listed (Pod Identity instead): the annotation goes, the ServiceAccount stays.
-    apply_ok(
-        cp,
-        &manifest("").replace("    serviceAccounts: []\n", "    podIdentity: {}\n"),
-    );
+    cp.apply_ok(&manifest("").replace("    serviceAccounts: []\n", "    podIdentity: {}\n"));
     until(
         &op,
         "the annotation removed",
@@ -1027,7 +1009,7 @@ spec:
     .await;
     wait_ready(cp, &op, &ns, "iamrole/app");
     // Listed again, then the IamRole deleted: annotation removed, role gone from IAM.
-    apply_ok(cp, &manifest("{name: app}"));
+    cp.apply_ok(&manifest("{name: app}"));
     until(
         &op,
         "the annotation back",

@@ -154,6 +154,16 @@ impl ControlPlane {
         child.wait_with_output().unwrap()
     }
 
+    /// `kubectl apply`, which must succeed.
+    pub fn apply_ok(&self, manifest: &str) {
+        let out = self.apply(manifest);
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}\n{manifest}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A kube client for the current test's runtime.
     pub async fn client(&self) -> kube::Client {
         // Test builds enable two TLS backends (reqwest's and the SDK's); pick one.
