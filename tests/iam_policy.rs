@@ -736,6 +736,22 @@ async fn the_emulator_ignores_permissions_boundaries() {
     assert_eq!(outcome(iam.list_groups().send().await), "AccessDenied");
 }
 
+/// The IamUser once Ready for its current generation.
+async fn user_ready(users: &Api<IamUser>, name: &str) -> IamUser {
+    eventually(&format!("IamUser {name} Ready"), || async {
+        users.get_opt(name).await.unwrap().filter(|u| {
+            u.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "Ready"
+                        && c.status == "True"
+                        && c.observed_generation == u.metadata.generation
+                })
+            })
+        })
+    })
+    .await
+}
+
 /// The operator with `--iam-path-prefix /k8s/` and `--required-permissions-boundary`,
 /// signing as a user that holds only the delegated policy (in its emulator form): a user
 /// with an access key and console access becomes Ready, bounded, and is deleted again.
@@ -776,18 +792,7 @@ async fn the_operator_runs_with_the_delegated_policy() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let user = eventually("IamUser dev Ready", || async {
-        users.get_opt("dev").await.unwrap().filter(|u| {
-            u.status.as_ref().is_some_and(|s| {
-                s.conditions.iter().any(|c| {
-                    c.type_ == "Ready"
-                        && c.status == "True"
-                        && c.observed_generation == u.metadata.generation
-                })
-            })
-        })
-    })
-    .await;
+    let user = user_ready(&users, "dev").await;
     let arn = user.status.as_ref().and_then(|s| s.arn.clone());
     assert_eq!(
         arn.as_deref(),
@@ -839,18 +844,7 @@ async fn the_operator_runs_with_the_delegated_policy() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let person = eventually("IamUser person Ready", || async {
-        users.get_opt("person").await.unwrap().filter(|u| {
-            u.status.as_ref().is_some_and(|s| {
-                s.conditions.iter().any(|c| {
-                    c.type_ == "Ready"
-                        && c.status == "True"
-                        && c.observed_generation == u.metadata.generation
-                })
-            })
-        })
-    })
-    .await;
+    let person = user_ready(&users, "person").await;
     let mfa_policy = person
         .status
         .and_then(|s| s.console)
