@@ -71,14 +71,18 @@ fn governed_by<K: Managed>(
     }
 }
 
-/// The operator's Secrets, metadata only (the watch needs owners and versions, never the
-/// payloads): a lost, edited or deleted Secret wakes its owner (an IamRole's session
-/// credentials; IamUsers' Secrets come through [`user_secrets`]); the operator's own writes
-/// do not (they would cost a second reconcile of every owner).
-fn owned_secrets(
+/// Secret events, metadata only (the watch needs names, owners and versions, never the
+/// payloads), without the operator's own writes (they would cost a second reconcile of
+/// every owner). With the operator's label ([`crate::k8s::secrets::MANAGED_BY_SELECTOR`]):
+/// its own Secrets, whose loss or edit wakes the owner (an IamRole's session credentials).
+/// Without: every Secret in scope, for the user controller, which maps them itself
+/// ([`user_secret_wakes`]: its own Secrets, and the Secret a user names as its chosen
+/// console password) — one watch for both, not a second one on Secrets.
+fn secret_events(
     client: &Client,
     ns: &Option<String>,
     ctx: &Arc<Context>,
+    config: watcher::Config,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
 {
     let secrets: Api<PartialObjectMeta<Secret>> = match ns {
@@ -86,30 +90,7 @@ fn owned_secrets(
         None => Api::all(client.clone()),
     };
     let ctx = ctx.clone();
-    watch(
-        secrets,
-        watcher::Config::default().labels(crate::k8s::secrets::MANAGED_BY_SELECTOR),
-    )
-    .touched_objects()
-    .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
-}
-
-/// The user controller's Secret watch: every Secret in scope, metadata only, so that
-/// besides the user's own Secrets ([`owned_secrets`]' mapping, restricted to the operator's
-/// label) a Secret a user names as its chosen console password wakes it when it appears or
-/// changes ([`user_secret_wakes`]). One watch for both, not a second one on Secrets.
-fn user_secrets(
-    client: &Client,
-    ns: &Option<String>,
-    ctx: &Arc<Context>,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
-{
-    let secrets: Api<PartialObjectMeta<Secret>> = match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let ctx = ctx.clone();
-    watch(secrets, watcher::Config::default())
+    watch(secrets, config)
         .touched_objects()
         .try_filter(move |s| futures::future::ready(!ctx.own_writes.is_own(&s.metadata)))
 }
@@ -443,7 +424,12 @@ pub async fn run(
                             .collect::<Vec<_>>()
                     },
                 )
-                .owns_stream(owned_secrets(&client, &ns, &ctx))
+                .owns_stream(secret_events(
+                    &client,
+                    &ns,
+                    &ctx,
+                    watcher::Config::default().labels(crate::k8s::secrets::MANAGED_BY_SELECTOR),
+                ))
                 .shutdown_on_signal()
                 .run(reconcile::<IamRole>, error_policy::<IamRole>, ctx.clone())
                 .for_each(|_| futures::future::ready(()))
@@ -462,9 +448,10 @@ pub async fn run(
                 wc.clone(),
                 governed_by(all_users, namespace_labels.clone()),
             )
-            .watches_stream(user_secrets(&client, &ns, &ctx), move |s| {
-                user_secret_wakes(&s, &by_secret.state())
-            })
+            .watches_stream(
+                secret_events(&client, &ns, &ctx, watcher::Config::default()),
+                move |s| user_secret_wakes(&s, &by_secret.state()),
+            )
             .watches_resilient(policies, wc.clone(), move |p: IamPolicy| {
                 let ns = p.namespace();
                 let name = p.name_any();
